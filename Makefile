@@ -1,0 +1,25 @@
+# Every target sets up its own virtual environment on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= data/demo
+SIZE ?= 200MB
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/smr generate text --size $(SIZE) --files 4 --seed 1 --output $(DATA)/input
+	$(VENV)/bin/smr run examples/wordcount.py --input $(DATA)/input --output $(DATA)/output \
+		--work-dir $(DATA)/work --reducers 2 --overwrite
+	$(VENV)/bin/python examples/top_words.py $(DATA)/output
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,2 @@
+"""smr: MapReduce on serverless functions."""
+__version__ = "0.1.0"
