@@ -24,16 +24,17 @@ def join_url(url: str, *parts: str) -> str:
 
 
 def split_url(url: str) -> tuple[str, str]:
-    """``s3://b/dir/name`` -> (``s3://b/dir``, ``name``)."""
-    url = url.rstrip("/")
+    """``s3://b/dir/name`` -> (``s3://b/dir``, ``name``); a bare bucket or root has no name."""
+    url = url.rstrip("/") or "/"
     scheme = url_scheme(url)
-    body = url[len(scheme) + 3:] if scheme else url
-    if "/" not in body.strip("/"):
+    if not scheme:
+        parent, name = url.rsplit("/", 1) if "/" in url else (".", url)
+        return parent or "/", name
+    body = url[len(scheme) + 3:]
+    if "/" not in body:
         return url, ""
     parent, _, name = url.rpartition("/")
-    if scheme and parent.endswith(":/"):
-        return url, ""
-    return parent or "/", name
+    return parent, name
 
 
 def open_store(url: str, options: dict[str, Any] | None = None) -> Store:

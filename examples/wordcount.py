@@ -1,0 +1,18 @@
+"""Word count: how many times each word appears in the input."""
+import re
+
+import smr
+
+WORD = re.compile(r"\w+")
+
+
+class WordCount(smr.Job):
+    def map(self, line):
+        for word in WORD.findall(line.lower()):
+            yield word, 1
+
+    def combine(self, word, counts):
+        yield word, sum(counts)
+
+    def reduce(self, word, counts):
+        yield word, sum(counts)

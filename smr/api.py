@@ -1,0 +1,122 @@
+"""What users import: the Job base class, Step for multi-step jobs, and map_reduce()."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+Pair = tuple[Any, Any]
+MapFn = Callable[[Any], Iterable[Pair]]
+GroupFn = Callable[[Any, Iterator[Any]], Iterable[Pair]]
+
+#: Record formats a job can read; see smr.formats.
+INPUT_FORMATS = ("text", "jsonl", "csv")
+
+
+@dataclass
+class Step:
+    """One map -> (combine) -> shuffle -> reduce pass.
+
+    In the first step a record is one input record (a line of text by default). In later steps a
+    record is one ``(key, value)`` pair that the previous step's reducer yielded. A step without
+    ``map`` passes records through (they must then be pairs); a step without ``reduce`` writes
+    every shuffled pair unchanged.
+    """
+
+    map: MapFn | None = None
+    combine: GroupFn | None = None
+    reduce: GroupFn | None = None
+    #: Reducer count for this step; None uses the job's setting.
+    reducers: int | None = None
+
+
+class Job:
+    """Base class for MapReduce jobs, in the style of mrjob::
+
+        class WordCount(smr.Job):
+            def map(self, line):
+                for word in line.split():
+                    yield word, 1
+
+            def combine(self, word, counts):
+                yield word, sum(counts)
+
+            reduce = combine
+
+    ``setup()`` and ``teardown()`` run once per task, around its records. Call
+    ``self.increment_counter(group, name)`` anywhere in a task; the job summary adds them up.
+    """
+
+    #: How input bytes become records: "text" (a str per line, line ending removed),
+    #: "jsonl" (one JSON value per non-blank line), "csv" (a list of fields per line).
+    INPUT_FORMAT: str = "text"
+    #: Declare True when reduce is associative and commutative and yields the key it was given,
+    #: so it can also run as a combiner and in a tree reduction.
+    ASSOCIATIVE: bool = False
+
+    def map(self, record: Any) -> Iterable[Pair]:
+        raise NotImplementedError(f"{type(self).__name__} must define map(self, record)")
+
+    def combine(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
+        raise NotImplementedError
+
+    def reduce(self, key: Any, values: Iterator[Any]) -> Iterable[Pair]:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Runs once per task before its first record."""
+
+    def teardown(self) -> None:
+        """Runs once per task after its last record."""
+
+    def steps(self) -> list[Step]:
+        """Override to chain several steps; the default is the one step map/combine/reduce."""
+        return [Step(
+            map=self.map if _overrides(self, "map") else None,
+            combine=self.combine if _overrides(self, "combine") else None,
+            reduce=self.reduce if _overrides(self, "reduce") else None,
+        )]
+
+    def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
+        counters = self.__dict__.setdefault("_smr_counters", defaultdict(int))
+        counters[(str(group), str(name))] += amount
+
+    def _take_counters(self) -> dict[str, dict[str, int]]:
+        counters = self.__dict__.pop("_smr_counters", {})
+        out: dict[str, dict[str, int]] = {}
+        for (group, name), n in counters.items():
+            out.setdefault(group, {})[name] = n
+        return out
+
+
+def _overrides(job: Job, name: str) -> bool:
+    return getattr(type(job), name) is not getattr(Job, name)
+
+
+class FunctionJob(Job):
+    """A job built from plain functions by map_reduce(); travels to workers with cloudpickle."""
+
+    def __init__(self, map_fn: MapFn, reduce_fn: GroupFn | None = None,
+                 combine_fn: GroupFn | None = None, input_format: str = "text",
+                 associative: bool = False) -> None:
+        self.map_fn, self.reduce_fn, self.combine_fn = map_fn, reduce_fn, combine_fn
+        self.INPUT_FORMAT = input_format
+        self.ASSOCIATIVE = associative
+
+    def steps(self) -> list[Step]:
+        return [Step(map=self.map_fn, combine=self.combine_fn, reduce=self.reduce_fn)]
+
+
+def map_reduce(map_fn: MapFn, reduce_fn: GroupFn | None = None, *, inputs: str | list[str],
+               output: str, combine_fn: GroupFn | None = None, input_format: str = "text",
+               associative: bool = False, **settings: Any) -> dict[str, Any]:
+    """Run a one-step job built from functions and return its summary (as in ``_SUCCESS``).
+
+    ``map_fn(record)`` and ``reduce_fn(key, values)`` are generators of ``(key, value)`` pairs.
+    ``settings`` are the job settings of a config file (``reducers``, ``memory``, ``work_dir``, ...).
+    """
+    from .driver import run_job
+    job = FunctionJob(map_fn, reduce_fn, combine_fn, input_format, associative)
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    return run_job(job, inputs=list(inputs), output=output, **settings)

@@ -1,0 +1,300 @@
+"""The shuffle: partitioning, serialization, map-side buffering, reduce-side grouping.
+
+Wire format. A map task writes one object holding R segments (one per reducer) back to back; the
+commit record carries each segment's offset and length, so a reducer fetches exactly its bytes
+with one ranged read per map task. A segment is a sequence of zstd frames; each frame is one
+msgpack array of ``[key, [values...]]`` entries, already grouped (and combined) by key.
+
+Keys are grouped by Python equality; lists in keys are frozen to tuples so they can be grouped.
+Partitions come from a stable hash (CRC-32) of the msgpack encoding of the key, never from
+Python's per-process salted ``hash``.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import tempfile
+import zlib
+from collections import defaultdict
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+import msgpack
+import psutil
+import zstandard
+
+from .api import GroupFn
+
+#: Entries per frame: bounds the memory a reader needs to unpack one frame.
+FRAME_ENTRIES = 16384
+ZSTD_LEVEL = 1
+#: Memory is checked every this many input records.
+CHECK_EVERY = 2048
+
+
+class SerializationError(TypeError):
+    pass
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset)):
+        raise SerializationError(f"cannot serialize a {type(obj).__name__} ({obj!r:.60}); "
+                                 "use a list or tuple")
+    raise SerializationError(f"cannot serialize a value of type {type(obj).__name__} "
+                             f"({obj!r:.60}); keys and values must be JSON-like "
+                             "(None, bool, int, float, str, bytes, list, tuple, dict)")
+
+
+def packb(obj: Any) -> bytes:
+    return msgpack.packb(obj, default=_default, use_bin_type=True)
+
+
+def unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def freeze(key: Any) -> Any:
+    """A hashable stand-in for a key: lists become tuples (JSON output is unchanged)."""
+    if isinstance(key, list):
+        return tuple(freeze(k) for k in key)
+    if isinstance(key, tuple):
+        return tuple(freeze(k) for k in key)
+    if isinstance(key, dict):
+        raise SerializationError(f"a dict cannot be a key ({key!r:.60}); use a list of pairs")
+    return key
+
+
+def hash_partition(key: Any, partitions: int) -> int:
+    return zlib.crc32(packb(key)) % partitions
+
+
+_RANKS = {type(None): 0, bool: 1, int: 2, float: 2, str: 3, bytes: 4}
+
+
+def order_key(key: Any) -> tuple:
+    """A total order over every key type: natural order within a type, types in a fixed rank."""
+    rank = _RANKS.get(type(key))
+    if rank is not None:
+        return (rank, key)
+    if isinstance(key, (tuple, list)):
+        return (5, tuple(order_key(k) for k in key))
+    return (6, repr(key))
+
+
+class MemoryGauge:
+    """Decides when buffered data must leave memory, by the process's resident size.
+
+    Python rarely returns freed memory to the OS, so after a flush the threshold rises to the
+    resident size then: new data first refills what the flush freed.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self._proc = psutil.Process()
+        self.base = self.rss()
+        self.limit = self.base + max(budget_bytes, 1)
+
+    def rss(self) -> int:
+        return self._proc.memory_info().rss
+
+    def over(self) -> bool:
+        return self.rss() > self.limit
+
+    def flushed(self) -> None:
+        self.limit = max(self.limit, self.rss() + (self.limit - self.base) // 8)
+
+
+def iter_frames(stream: BinaryIO) -> Iterator[list]:
+    """Each frame's entry list from a stream of concatenated zstd frames."""
+    reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+    unpacker = msgpack.Unpacker(reader, raw=False, strict_map_key=False,
+                                max_buffer_size=1 << 31)
+    yield from unpacker
+
+
+def write_frames(out: BinaryIO, entries: list, cctx: zstandard.ZstdCompressor) -> int:
+    """Append entries as frames; returns bytes written."""
+    n = 0
+    for i in range(0, len(entries), FRAME_ENTRIES):
+        data = cctx.compress(packb(entries[i:i + FRAME_ENTRIES]))
+        out.write(data)
+        n += len(data)
+    return n
+
+
+class MapOutput:
+    """Buffers a map task's pairs grouped by key, combines them, and spills per partition."""
+
+    def __init__(self, partitions: int, combine: GroupFn | None, tmpdir: str,
+                 budget_bytes: int, partitioner: Callable[[Any, int], int] = hash_partition):
+        self.partitions = partitions
+        self.combine = combine
+        self.partitioner = partitioner
+        self.tmpdir = tmpdir
+        self.buffer: defaultdict[Any, list] = defaultdict(list)
+        self.gauge = MemoryGauge(budget_bytes)
+        self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._files: dict[int, BinaryIO] = {}
+        self._combined = False
+        self.spills = 0
+        self.records_out = 0
+
+    def add(self, key: Any, value: Any) -> None:
+        try:
+            self.buffer[key].append(value)
+        except TypeError:
+            self.buffer[freeze(key)].append(value)
+
+    def check_memory(self) -> None:
+        if not self.gauge.over():
+            return
+        if self.combine is not None and not self._combined:
+            # Combining often shrinks the buffer enough to carry on without touching disk.
+            self._apply_combiner()
+            self._combined = True
+            self.gauge.flushed()
+            return
+        self.spill()
+
+    def _apply_combiner(self) -> None:
+        combined: defaultdict[Any, list] = defaultdict(list)
+        combine = self.combine
+        assert combine is not None
+        for key, values in self.buffer.items():
+            if len(values) == 1:
+                combined[key].append(values[0])
+                continue
+            for k, v in combine(key, iter(values)):
+                try:
+                    combined[k].append(v)
+                except TypeError:
+                    combined[freeze(k)].append(v)
+        self.buffer = combined
+
+    def spill(self) -> None:
+        """Move the buffer to the per-partition files on local disk (memory pressure)."""
+        if self.buffer:
+            self._write_buffer()
+            self.spills += 1
+        self._combined = False
+        self.gauge.flushed()
+
+    def _write_buffer(self) -> None:
+        if self.combine is not None:
+            self._apply_combiner()
+        by_part: list[list] = [[] for _ in range(self.partitions)]
+        part = self.partitioner
+        n = self.partitions
+        for key, values in self.buffer.items():
+            by_part[part(key, n) if n > 1 else 0].append([key, values])
+            self.records_out += len(values)
+        self.buffer = defaultdict(list)
+        for p, entries in enumerate(by_part):
+            if entries:
+                f = self._files.get(p)
+                if f is None:
+                    f = self._files[p] = open(os.path.join(self.tmpdir, f"part-{p}"), "w+b")
+                write_frames(f, entries, self.cctx)
+
+    def finish(self, path: str) -> list[list[int]]:
+        """Write the task's output object to ``path``; returns [offset, length] per partition."""
+        if self.buffer:
+            self._write_buffer()
+        segments = []
+        with open(path, "wb") as out:
+            for p in range(self.partitions):
+                start = out.tell()
+                f = self._files.pop(p, None)
+                if f is not None:
+                    f.seek(0)
+                    while chunk := f.read(1 << 22):
+                        out.write(chunk)
+                    f.close()
+                    os.unlink(f.name)
+                segments.append([start, out.tell() - start])
+        return segments
+
+
+class Grouper:
+    """Groups a partition's entries by key within a memory budget.
+
+    Past the budget, the buffer is sorted and spilled as a run to local disk; at the end the runs
+    and what remains in memory are merged, so each key comes out once, in key order.
+    """
+
+    def __init__(self, tmpdir: str, budget_bytes: int) -> None:
+        self.tmpdir = tmpdir
+        self.buffer: dict[Any, list] = {}
+        self.gauge = MemoryGauge(budget_bytes)
+        self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.runs: list[str] = []
+        self._since_check = 0
+
+    def add_entries(self, entries: list) -> None:
+        buf = self.buffer
+        for key, values in entries:
+            if type(key) is list:
+                key = freeze(key)
+            got = buf.get(key)
+            if got is None:
+                buf[key] = values
+            else:
+                got.extend(values)
+        self._since_check += len(entries)
+        if self._since_check >= CHECK_EVERY:
+            self._since_check = 0
+            if self.gauge.over():
+                self._spill()
+
+    def _spill(self) -> None:
+        path = os.path.join(self.tmpdir, f"run-{len(self.runs)}")
+        entries = [[k, self.buffer[k]] for k in sorted(self.buffer, key=order_key)]
+        with open(path, "wb") as f:
+            write_frames(f, entries, self.cctx)
+        self.runs.append(path)
+        self.buffer = {}
+        self.gauge.flushed()
+
+    def groups(self) -> Iterator[tuple[Any, list]]:
+        """(key, values) for every key, in key order."""
+        mem = ((order_key(k), k, self.buffer[k]) for k in sorted(self.buffer, key=order_key))
+        if not self.runs:
+            for _, k, v in mem:
+                yield k, v
+            return
+        streams = [self._read_run(p) for p in self.runs] + [mem]
+        current_ok, current_key, current_vals = None, None, None
+        for ok, key, values in heapq.merge(*streams, key=lambda t: t[0]):
+            if current_vals is not None and ok == current_ok and key == current_key:
+                current_vals.extend(values)
+                continue
+            if current_vals is not None:
+                yield current_key, current_vals
+            current_ok, current_key, current_vals = ok, key, list(values)
+        if current_vals is not None:
+            yield current_key, current_vals
+
+    def _read_run(self, path: str) -> Iterator[tuple[tuple, Any, list]]:
+        with open(path, "rb") as f:
+            for frame in iter_frames(f):
+                for key, values in frame:
+                    key = freeze(key)
+                    yield order_key(key), key, values
+
+    def close(self) -> None:
+        for p in self.runs:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        self.runs = []
+
+
+def make_tmpdir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A scratch directory on the function's local disk (Lambda's /tmp)."""
+    base = os.environ.get("SMR_FUNCTION_TMP") or None
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
+
+
+def iter_pairs(groups: Iterable[tuple[Any, list]]) -> Iterator[tuple[Any, Any]]:
+    for key, values in groups:
+        for v in values:
+            yield key, v

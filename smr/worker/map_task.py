@@ -1,0 +1,133 @@
+"""A map task: read its splits, map, combine, partition, write one shuffle object, commit."""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from operator import length_hint
+from typing import Any, Callable, Iterable, Iterator
+
+from .. import layout
+from ..formats import Block, RecordError, iter_blocks, record_parser
+from ..shuffle import CHECK_EVERY, MapOutput, freeze, iter_frames, make_tmpdir
+from .task import TaskContext, describe_bad_output
+
+log = logging.getLogger(__name__)
+
+
+def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    with TaskContext(event, context, "map") as tc:
+        step = tc.step
+        commit_key = layout.commit_key(tc.job_id, tc.step_index, "map", tc.task)
+        done = tc.work.head(commit_key)
+        if done is not None:  # a duplicate invocation of a committed task: nothing to do
+            return layout.read_json(tc.work, commit_key)
+        with make_tmpdir("smr-map-") as tmp:
+            out = MapOutput(event["partitions"], step.combine, tmp, tc.buffer_bytes())
+            mapper = _wrap_mapper(step.map, tc.job.INPUT_FORMAT if tc.step_index == 0 else None)
+            tc.job.setup()
+            if tc.step_index == 0:
+                for split in event["splits"]:
+                    _map_split(tc, split, mapper, out)
+            else:
+                for key in event["sources"]:
+                    _map_pairs(tc, key, mapper, out)
+            tc.job.teardown()
+            path = os.path.join(tmp, "output.bin")
+            segments = out.finish(path)
+            size = os.path.getsize(path)
+            data_key = layout.map_data_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
+            tc.work.put_file(data_key, path)
+        tc.metrics["records_out"] = out.records_out
+        tc.metrics["bytes_shuffled"] = size
+        tc.metrics["spills"] = out.spills
+        record = tc.commit_record(data_key=data_key, segments=segments)
+        winner = layout.commit_once(tc.work, commit_key, record)
+        if winner.get("attempt") != tc.attempt:
+            tc.work.delete(data_key)  # another attempt committed first; ours is garbage
+        return winner
+
+
+def _wrap_mapper(map_fn: Callable | None, input_format: str | None) -> Callable[[Any], Iterable]:
+    if map_fn is None:
+        return _identity_map
+    parse = record_parser(input_format) if input_format else None
+    if parse is None:
+        return map_fn
+
+    def parse_then_map(line: str) -> Iterable:
+        if not line.strip():
+            return ()
+        return map_fn(parse(line))
+    return parse_then_map
+
+
+def _identity_map(record: Any) -> Iterator[tuple[Any, Any]]:
+    try:
+        key, value = record
+    except (TypeError, ValueError):
+        raise TypeError(f"a step without map needs (key, value) records, got {record!r:.80}")
+    yield key, value
+
+
+def _map_split(tc: TaskContext, split: list, mapper: Callable, out: MapOutput) -> None:
+    root, key, start, end = split
+    store = tc.store(root)
+    skip = tc.bad_records == "skip"
+    on_bad = tc.skip_bad if skip else None
+    for block in iter_blocks(store, key, start, end, on_bad=on_bad):
+        tc.metrics["bytes_read"] += len(block.raw)
+        tc.metrics["records_in"] += len(block.lines)
+        _map_block(tc, store.child_url(key), block, mapper, out, skip)
+
+
+def _map_block(tc: TaskContext, url: str, block: Block, mapper: Callable, out: MapOutput,
+               skip: bool) -> None:
+    lines = block.lines
+    it = iter(lines)
+    while True:
+        try:
+            _map_records(it, mapper, out)
+            return
+        except Exception as e:  # a record's map failed: say which record, then fail or skip
+            index = len(lines) - length_hint(it) - 1
+            err = RecordError(url, block.line_offset(index), describe_bad_output(mapper, lines[index], e))
+            if not skip:
+                raise err from e
+            tc.skip_bad(err, lines[index].encode())
+
+
+def _map_records(records: Iterator, mapper: Callable, out: MapOutput) -> None:
+    # The hot loop: every input record passes through here, so it avoids attribute lookups
+    # and function calls beyond the user's own map.
+    buffer = out.buffer
+    n = 0
+    for record in records:
+        for k, v in mapper(record):
+            try:
+                buffer[k].append(v)
+            except TypeError:
+                buffer[freeze(k)].append(v)
+        n += 1
+        if n >= CHECK_EVERY:
+            n = 0
+            out.check_memory()
+            buffer = out.buffer
+
+
+def _map_pairs(tc: TaskContext, key: str, mapper: Callable, out: MapOutput) -> None:
+    """Map the (key, value) pairs a previous step's reducer wrote."""
+    info = tc.work.head(key)
+    size = info.size if info else 0
+    tc.metrics["bytes_read"] += size
+    stream = io.BufferedReader(tc.work.open_range(key, 0, None), buffer_size=1 << 20)
+    for frame in iter_frames(stream):
+        records = [tuple(pair) for pair in frame]
+        tc.metrics["records_in"] += len(records)
+        it = iter(records)
+        try:
+            _map_records(it, mapper, out)
+        except Exception as e:
+            index = len(records) - length_hint(it) - 1
+            raise RecordError(tc.work.child_url(key), index,
+                              describe_bad_output(mapper, records[index], e)) from e

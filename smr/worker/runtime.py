@@ -1,0 +1,69 @@
+"""What a warm function instance keeps between invocations: open stores and loaded jobs.
+
+A function instance serves many invocations; opening stores (S3 clients) and downloading the job
+code once per instance is what makes warm starts cheap. Everything is keyed by URL or job id, so
+nothing leaks between jobs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from .. import layout
+from ..api import Job
+from ..storage import Store, open_store
+
+
+@dataclass
+class LoadedJob:
+    spec: dict[str, Any]
+    code: bytes
+
+    def new_job(self) -> Job:
+        """A fresh job object per task, so state set by one task's setup() never leaks."""
+        return pickle.loads(self.code)
+
+
+class WarmState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: dict[tuple[int, str, str], Store] = {}
+        self._jobs: dict[tuple[str, str], LoadedJob] = {}
+
+    def store(self, url: str, options: dict[str, Any] | None = None) -> Store:
+        # The pid is part of the key: a store (and its connections) never crosses a fork.
+        key = (os.getpid(), url, json.dumps(options or {}, sort_keys=True))
+        with self._lock:
+            st = self._stores.get(key)
+            if st is None:
+                st = self._stores[key] = open_store(url, options)
+            return st
+
+    def job(self, work: Store, job_id: str) -> LoadedJob:
+        key = (work.url, job_id)
+        with self._lock:
+            loaded = self._jobs.get(key)
+        if loaded is None:
+            spec = layout.read_json(work, layout.spec_key(job_id))
+            code = work.get(layout.code_key(job_id))
+            loaded = LoadedJob(spec, code)
+            with self._lock:
+                self._jobs[key] = loaded
+        return loaded
+
+    def all_requests(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        with self._lock:
+            stores = list(self._stores.values())
+        for st in stores:
+            for k, v in st.requests.snapshot().items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+
+#: One per function instance (process), like the globals of a Lambda handler module.
+WARM = WarmState()
