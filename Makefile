@@ -16,7 +16,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/smr generate text --size $(SIZE) --files 4 --seed 1 --output $(DATA)/input
 	$(VENV)/bin/smr run examples/wordcount.py --input $(DATA)/input --output $(DATA)/output \
 		--work-dir $(DATA)/work --reducers 2 --overwrite
-	$(VENV)/bin/python examples/top_words.py $(DATA)/output
+	$(VENV)/bin/python examples/show_output.py $(DATA)/output
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -53,6 +53,8 @@ class Job:
     #: Declare True when reduce is associative and commutative and yields the key it was given,
     #: so it can also run as a combiner and in a tree reduction.
     ASSOCIATIVE: bool = False
+    #: While a map task runs: the URL of the input object the current record came from.
+    input_url: str = ""
 
     def map(self, record: Any) -> Iterable[Pair]:
         raise NotImplementedError(f"{type(self).__name__} must define map(self, record)")

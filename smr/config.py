@@ -61,7 +61,7 @@ class JobSettings(BaseModel):
     timeout: float = Field(900, gt=0, le=900, description="seconds per invocation (Lambda max 900)")
     concurrency: int = Field(default_factory=default_concurrency, ge=1, le=10000)
     split_size: int | None = Field(None, ge=1, description="bytes per map split (e.g. 64MB)")
-    platform: Literal["local"] = "local"
+    platform: Literal["local", "inline"] = "local"
     s3_endpoint: str | None = None
     max_attempts: int = Field(3, ge=1, le=20, description="attempts per task before the job fails")
     overwrite: bool = False

@@ -71,13 +71,23 @@ def make_platform(settings: JobSettings) -> Platform:
         from .platforms.local import LocalPlatform
         return LocalPlatform(memory_mb=settings.memory, timeout_s=settings.timeout,
                              concurrency=settings.concurrency)
+    if settings.platform == "inline":
+        from .platforms.inline import InlinePlatform
+        return InlinePlatform(memory_mb=settings.memory, timeout_s=settings.timeout,
+                              concurrency=settings.concurrency)
     raise JobFailed(f"unknown platform {settings.platform!r}")
 
 
 def run_job(job: Job | str, *, settings: JobSettings | None = None,
-            progress: Progress | None = None, platform: Platform | None = None,
+            progress: Progress | None = None, platform: Platform | str | None = None,
             **overrides: Any) -> dict[str, Any]:
-    """Run a job to completion and return its summary (the content of ``_SUCCESS``)."""
+    """Run a job to completion and return its summary (the content of ``_SUCCESS``).
+
+    ``platform`` is a platform name (a setting) or a running Platform to reuse.
+    """
+    if isinstance(platform, str):
+        overrides["platform"] = platform
+        platform = None
     if settings is None:
         settings = make_settings(**overrides)
     elif overrides:
@@ -392,12 +402,3 @@ class TaskRunner:
                     self.attempts[i], err.kind, err.message, backoff)
         run.progress.task_retry(self.name, i, err.kind, err.message)
         delayed.append((time.time() + backoff, i))
-
-
-def describe(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2, sort_keys=True)
-
-
-ProgressFactory = Callable[[], Progress]
-__all__ = ["JobFailed", "Progress", "run_job", "new_job_id", "default_work_dir", "InputError",
-           "join_url"]

@@ -23,6 +23,7 @@ import psutil
 import zstandard
 
 from .api import GroupFn
+from .spool import Spool, function_tmp
 
 #: Entries per frame: bounds the memory a reader needs to unpack one frame.
 FRAME_ENTRIES = 16384
@@ -121,18 +122,22 @@ def write_frames(out: BinaryIO, entries: list, cctx: zstandard.ZstdCompressor) -
 
 
 class MapOutput:
-    """Buffers a map task's pairs grouped by key, combines them, and spills per partition."""
+    """Buffers a map task's pairs grouped by key, combines them, and spills per partition.
 
-    def __init__(self, partitions: int, combine: GroupFn | None, tmpdir: str,
-                 budget_bytes: int, partitioner: Callable[[Any, int], int] = hash_partition):
+    Spilled frames collect per partition in spools: in memory while small, on local disk past
+    ``budget_bytes`` in all.
+    """
+
+    def __init__(self, partitions: int, combine: GroupFn | None, budget_bytes: int,
+                 partitioner: Callable[[Any, int], int] = hash_partition):
         self.partitions = partitions
         self.combine = combine
         self.partitioner = partitioner
-        self.tmpdir = tmpdir
         self.buffer: defaultdict[Any, list] = defaultdict(list)
         self.gauge = MemoryGauge(budget_bytes)
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        self._files: dict[int, BinaryIO] = {}
+        self._spool_size = max(1 << 16, budget_bytes // (2 * partitions))
+        self._files: dict[int, Spool] = {}
         self._combined = False
         self.spills = 0
         self.records_out = 0
@@ -170,7 +175,7 @@ class MapOutput:
         self.buffer = combined
 
     def spill(self) -> None:
-        """Move the buffer to the per-partition files on local disk (memory pressure)."""
+        """Move the buffer out to the partition spools (memory pressure)."""
         if self.buffer:
             self._write_buffer()
             self.spills += 1
@@ -191,26 +196,27 @@ class MapOutput:
             if entries:
                 f = self._files.get(p)
                 if f is None:
-                    f = self._files[p] = open(os.path.join(self.tmpdir, f"part-{p}"), "w+b")
+                    f = self._files[p] = Spool(self._spool_size)
                 write_frames(f, entries, self.cctx)
 
-    def finish(self, path: str) -> list[list[int]]:
-        """Write the task's output object to ``path``; returns [offset, length] per partition."""
+    def finish(self, out: Spool) -> list[list[int]]:
+        """Write the task's output object to ``out``; returns [offset, length] per partition."""
         if self.buffer:
             self._write_buffer()
         segments = []
-        with open(path, "wb") as out:
-            for p in range(self.partitions):
-                start = out.tell()
-                f = self._files.pop(p, None)
-                if f is not None:
-                    f.seek(0)
-                    while chunk := f.read(1 << 22):
-                        out.write(chunk)
-                    f.close()
-                    os.unlink(f.name)
-                segments.append([start, out.tell() - start])
+        for p in range(self.partitions):
+            start = out.size
+            f = self._files.pop(p, None)
+            if f is not None:
+                f.copy_to(out)
+                f.close()
+            segments.append([start, out.size - start])
         return segments
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files = {}
 
 
 class Grouper:
@@ -220,8 +226,8 @@ class Grouper:
     and what remains in memory are merged, so each key comes out once, in key order.
     """
 
-    def __init__(self, tmpdir: str, budget_bytes: int) -> None:
-        self.tmpdir = tmpdir
+    def __init__(self, budget_bytes: int) -> None:
+        self._tmp: tempfile.TemporaryDirectory | None = None
         self.buffer: dict[Any, list] = {}
         self.gauge = MemoryGauge(budget_bytes)
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
@@ -245,7 +251,9 @@ class Grouper:
                 self._spill()
 
     def _spill(self) -> None:
-        path = os.path.join(self.tmpdir, f"run-{len(self.runs)}")
+        if self._tmp is None:
+            self._tmp = make_tmpdir("smr-runs-")
+        path = os.path.join(self._tmp.name, f"run-{len(self.runs)}")
         entries = [[k, self.buffer[k]] for k in sorted(self.buffer, key=order_key)]
         with open(path, "wb") as f:
             write_frames(f, entries, self.cctx)
@@ -280,18 +288,14 @@ class Grouper:
                     yield order_key(key), key, values
 
     def close(self) -> None:
-        for p in self.runs:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-        self.runs = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
 
 def make_tmpdir(prefix: str) -> tempfile.TemporaryDirectory:
     """A scratch directory on the function's local disk (Lambda's /tmp)."""
-    base = os.environ.get("SMR_FUNCTION_TMP") or None
-    return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=function_tmp())
 
 
 def iter_pairs(groups: Iterable[tuple[Any, list]]) -> Iterator[tuple[Any, Any]]:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from operator import length_hint
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import layout
 from ..formats import Block, RecordError, iter_blocks, record_parser
-from ..shuffle import CHECK_EVERY, MapOutput, freeze, iter_frames, make_tmpdir
+from ..shuffle import CHECK_EVERY, MapOutput, freeze, iter_frames
+from ..spool import Spool
 from .task import TaskContext, describe_bad_output
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,8 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         done = tc.work.head(commit_key)
         if done is not None:  # a duplicate invocation of a committed task: nothing to do
             return layout.read_json(tc.work, commit_key)
-        with make_tmpdir("smr-map-") as tmp:
-            out = MapOutput(event["partitions"], step.combine, tmp, tc.buffer_bytes())
+        out = MapOutput(event["partitions"], step.combine, tc.buffer_bytes())
+        try:
             mapper = _wrap_mapper(step.map, tc.job.INPUT_FORMAT if tc.step_index == 0 else None)
             tc.job.setup()
             if tc.step_index == 0:
@@ -33,11 +33,13 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 for key in event["sources"]:
                     _map_pairs(tc, key, mapper, out)
             tc.job.teardown()
-            path = os.path.join(tmp, "output.bin")
-            segments = out.finish(path)
-            size = os.path.getsize(path)
-            data_key = layout.map_data_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
-            tc.work.put_file(data_key, path)
+            with Spool(tc.buffer_bytes()) as data:
+                segments = out.finish(data)
+                size = data.size
+                data_key = layout.map_data_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
+                data.upload(tc.work, data_key)
+        finally:
+            out.close()
         tc.metrics["records_out"] = out.records_out
         tc.metrics["bytes_shuffled"] = size
         tc.metrics["spills"] = out.spills
@@ -75,6 +77,7 @@ def _map_split(tc: TaskContext, split: list, mapper: Callable, out: MapOutput) -
     store = tc.store(root)
     skip = tc.bad_records == "skip"
     on_bad = tc.skip_bad if skip else None
+    tc.job.input_url = store.child_url(key)
     for block in iter_blocks(store, key, start, end, on_bad=on_bad):
         tc.metrics["bytes_read"] += len(block.raw)
         tc.metrics["records_in"] += len(block.lines)
@@ -117,6 +120,7 @@ def _map_records(records: Iterator, mapper: Callable, out: MapOutput) -> None:
 
 def _map_pairs(tc: TaskContext, key: str, mapper: Callable, out: MapOutput) -> None:
     """Map the (key, value) pairs a previous step's reducer wrote."""
+    tc.job.input_url = tc.work.child_url(key)
     info = tc.work.head(key)
     size = info.size if info else 0
     tc.metrics["bytes_read"] += size

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from typing import Any, Callable, Iterator
 
 import zstandard
 
 from .. import layout
-from ..shuffle import FRAME_ENTRIES, ZSTD_LEVEL, Grouper, iter_frames, iter_pairs, make_tmpdir, packb
+from ..shuffle import FRAME_ENTRIES, ZSTD_LEVEL, Grouper, iter_frames, iter_pairs, packb
+from ..spool import Spool
 from .task import TaskContext
 
 
@@ -18,37 +18,36 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         commit_key = layout.commit_key(tc.job_id, tc.step_index, "reduce", tc.task)
         if tc.work.head(commit_key) is not None:
             return layout.read_json(tc.work, commit_key)
-        with make_tmpdir("smr-reduce-") as tmp:
-            grouper = Grouper(tmp, tc.buffer_bytes())
-            try:
-                for key, offset, length in event["sources"]:
-                    if length == 0:
-                        continue
-                    tc.metrics["bytes_read"] += length
-                    raw = tc.work.open_range(key, offset, offset + length)
-                    for frame in iter_frames(io.BufferedReader(raw, buffer_size=1 << 20)):
-                        tc.metrics["records_in"] += sum(len(e[1]) for e in frame)
-                        grouper.add_entries(frame)
-                tc.metrics["spills"] = len(grouper.runs)
-                tc.job.setup()
-                pairs = _reduce_groups(tc, grouper.groups())
-                path = os.path.join(tmp, "part")
+        grouper = Grouper(tc.buffer_bytes())
+        try:
+            for key, offset, length in event["sources"]:
+                if length == 0:
+                    continue
+                tc.metrics["bytes_read"] += length
+                raw = tc.work.open_range(key, offset, offset + length)
+                for frame in iter_frames(io.BufferedReader(raw, buffer_size=1 << 20)):
+                    tc.metrics["records_in"] += sum(len(e[1]) for e in frame)
+                    grouper.add_entries(frame)
+            tc.metrics["spills"] = len(grouper.runs)
+            tc.job.setup()
+            pairs = _reduce_groups(tc, grouper.groups())
+            with Spool(tc.buffer_bytes()) as out:
                 if tc.final_step:
-                    n = _write_text(path, pairs)
+                    n = _write_text(out, pairs)
                     out_store = tc.store(tc.spec["output"])
                     out_key = layout.part_name(tc.task)
-                    out_store.put_file(out_key, path)
+                    out.upload(out_store, out_key)
                     out_url = out_store.child_url(out_key)
                 else:
-                    n = _write_frames(path, pairs)
+                    n = _write_frames(out, pairs)
                     out_key = layout.step_output_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
-                    tc.work.put_file(out_key, path)
+                    out.upload(tc.work, out_key)
                     out_url = None
-                tc.job.teardown()
-                tc.metrics["records_out"] = n
-                tc.metrics["bytes_written"] = os.path.getsize(path)
-            finally:
-                grouper.close()
+                tc.metrics["bytes_written"] = out.size
+            tc.job.teardown()
+            tc.metrics["records_out"] = n
+        finally:
+            grouper.close()
         record = tc.commit_record(output_key=out_key, output_url=out_url)
         winner = layout.commit_once(tc.work, commit_key, record)
         if winner.get("attempt") != tc.attempt and not tc.final_step:
@@ -75,36 +74,33 @@ def _reduce_groups(tc: TaskContext, groups: Iterator[tuple[Any, list]]) -> Itera
             yield item[0], item[1]
 
 
-def _write_text(path: str, pairs: Iterator[tuple[Any, Any]]) -> int:
+def _write_text(out: Spool, pairs: Iterator[tuple[Any, Any]]) -> int:
     """mrjob's JSONProtocol: json(key) TAB json(value), one record a line."""
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     n = 0
-    with open(path, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
-        lines = []
-        for k, v in pairs:
-            lines.append(f"{dumps(k)}\t{dumps(v)}\n")
-            if len(lines) >= 4096:
-                f.write("".join(lines))
-                n += len(lines)
-                lines = []
-        f.write("".join(lines))
-        n += len(lines)
-    return n
+    lines = []
+    for k, v in pairs:
+        lines.append(f"{dumps(k)}\t{dumps(v)}\n")
+        if len(lines) >= 4096:
+            out.write("".join(lines).encode())
+            n += len(lines)
+            lines = []
+    out.write("".join(lines).encode())
+    return n + len(lines)
 
 
-def _write_frames(path: str, pairs: Iterator[tuple[Any, Any]]) -> int:
+def _write_frames(out: Spool, pairs: Iterator[tuple[Any, Any]]) -> int:
     """Binary [key, value] frames for the next step (keeps tuples, bytes and ints exact)."""
     cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
     n = 0
-    with open(path, "wb") as f:
-        batch: list = []
-        for k, v in pairs:
-            batch.append([k, v])
-            if len(batch) >= FRAME_ENTRIES:
-                f.write(cctx.compress(packb(batch)))
-                n += len(batch)
-                batch = []
-        if batch:
-            f.write(cctx.compress(packb(batch)))
+    batch: list = []
+    for k, v in pairs:
+        batch.append([k, v])
+        if len(batch) >= FRAME_ENTRIES:
+            out.write(cctx.compress(packb(batch)))
             n += len(batch)
+            batch = []
+    if batch:
+        out.write(cctx.compress(packb(batch)))
+        n += len(batch)
     return n
