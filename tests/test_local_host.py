@@ -54,19 +54,16 @@ def failure(future: Any, timeout: float = 20) -> InvocationError:
 
 
 def leaked_processes() -> list[psutil.Process]:
-    """Descendants other than multiprocessing's shared forkserver and resource tracker.
+    """Live function instances: the forkserver's children, and our instance Process objects.
 
-    Instances are children of the forkserver, so they show up here while they live.
+    Only instances count: other fixtures in the suite may keep servers of their own running.
     """
-    me = psutil.Process()
-    leaked = []
-    for child in me.children(recursive=True):
+    leaked = [psutil.Process(p.pid) for p in multiprocessing.active_children()
+              if p.name == "smr-local-instance"]
+    for child in psutil.Process().children():
         try:
-            infra = child.ppid() == me.pid and any(
-                "multiprocessing.forkserver" in part or "multiprocessing.resource_tracker" in part
-                for part in child.cmdline())
-            if not infra and child.status() != psutil.STATUS_ZOMBIE:
-                leaked.append(child)
+            if any("multiprocessing.forkserver" in part for part in child.cmdline()):
+                leaked += [c for c in child.children() if c.status() != psutil.STATUS_ZOMBIE]
         except psutil.NoSuchProcess:
             pass
     return leaked
@@ -202,6 +199,18 @@ def test_queue_is_fifo(make: Callable[..., LocalPlatform], tmp_path: Path) -> No
     assert [r["tag"] for r in records] == list(range(8))
 
 
+def test_cancelled_queued_call_does_not_run(make: Callable[..., LocalPlatform],
+                                            tmp_path: Path) -> None:
+    platform = make("record", concurrency=1)
+    first = platform.invoke({"seconds": 0.3, "dir": str(tmp_path), "tag": "first"})
+    second = platform.invoke({"seconds": 0, "dir": str(tmp_path), "tag": "second"})
+    assert second.cancel()
+    third = platform.invoke({"seconds": 0, "dir": str(tmp_path), "tag": "third"})
+    wait([first, third], timeout=20)
+    tags = sorted(json.loads(p.read_text())["tag"] for p in tmp_path.glob("*.json"))
+    assert tags == ["first", "third"]
+
+
 def test_warm_reuse(make: Callable[..., LocalPlatform]) -> None:
     platform = make("pid", concurrency=1)
     results = [platform.invoke({}).result(timeout=20) for _ in range(10)]
@@ -275,11 +284,12 @@ def test_close_leaves_no_processes_or_threads(make: Callable[..., LocalPlatform]
     platform = make("pid", concurrency=2)
     futures = [platform.invoke({}) for _ in range(4)]
     pids = {f.result(timeout=20)["pid"] for f in futures}
-    assert all(psutil.pid_exists(p) for p in pids)
+    assert {p.pid for p in leaked_processes()} == pids  # the check sees live instances
     platform.close()
     platform.close()  # idempotent
-    assert multiprocessing.active_children() == []
     assert leaked_processes() == []
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids)
     assert slot_threads() == []
     with pytest.raises(RuntimeError):
         platform.invoke({})
@@ -287,8 +297,10 @@ def test_close_leaves_no_processes_or_threads(make: Callable[..., LocalPlatform]
 
 def test_close_fails_running_and_queued(make: Callable[..., LocalPlatform]) -> None:
     platform = make("sleep", concurrency=1)
+    t0 = time.monotonic()
     running = platform.invoke({"seconds": 30})
     queued = [platform.invoke({"seconds": 30}) for _ in range(2)]
+    assert time.monotonic() - t0 < 2  # invoke never waits for a free instance
     time.sleep(0.3)  # let the first one start
     t0 = time.monotonic()
     platform.close()

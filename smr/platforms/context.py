@@ -20,7 +20,7 @@ class FunctionContext:
 
     def __init__(self, *, aws_request_id: str, memory_limit_in_mb: int, deadline: float,
                  cold_start: bool) -> None:
-        """``deadline`` is a ``time.monotonic()`` instant; monotonic so clock steps can't move it."""
+        """``deadline`` is a ``time.monotonic()`` instant, so clock steps cannot move it."""
         self.aws_request_id = aws_request_id
         self.memory_limit_in_mb = int(memory_limit_in_mb)
         self.cold_start = cold_start

@@ -32,6 +32,7 @@ Lambda's ``/tmp``, removed when the instance stops). They import the handler by 
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import multiprocessing
@@ -45,6 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -96,7 +98,7 @@ def _mp_context() -> Any:
 
     The forkserver is one per parent process and reads its preload list only when it starts, so the
     list is set once, before any platform starts an instance; an import that fails there is
-    skipped by multiprocessing, which is what lets ``smr.worker.handler`` be listed before it exists.
+    skipped by multiprocessing, which lets ``smr.worker.handler`` be listed before it exists.
     """
     global _setup_done
     ctx = multiprocessing.get_context("forkserver")
@@ -107,6 +109,17 @@ def _mp_context() -> Any:
                 mp_spawn.get_preparation_data = _without_main(mp_spawn.get_preparation_data)
             _setup_done = True
     return ctx
+
+
+_open_platforms: "weakref.WeakSet[LocalPlatform]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_platforms() -> None:
+    # A caller that forgets close() would otherwise leave instance temp dirs behind; registered
+    # after multiprocessing's own exit hook, so it runs first, while the instances still answer.
+    for platform in list(_open_platforms):
+        platform.close()
 
 
 @dataclass(eq=False)
@@ -210,6 +223,7 @@ class LocalPlatform(Platform):
         self._idle: list[_Slot] = []
         self._slots: list[_Slot] = []
         self._closed = False
+        _open_platforms.add(self)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -228,25 +242,22 @@ class LocalPlatform(Platform):
             self._count_failure(exc.kind)
             raise
         call = _Call(body, Future())
-        start: _Slot | None = None
         with self._lock:
             if self._closed:
                 raise RuntimeError("LocalPlatform is closed")
             self.stats.invocations += 1
             if self._idle:
-                slot = self._idle.pop()
-                slot.inbox.put(call)
+                self._idle.pop().inbox.put(call)
             elif len(self._slots) < self.concurrency:
                 slot = _Slot(len(self._slots))
-                self._slots.append(slot)
                 slot.inbox.put(call)
-                start = slot
+                # Started under the lock so that close() always finds the thread to join.
+                slot.thread = threading.Thread(target=self._serve, args=(slot,),
+                                               name=f"smr-local-slot-{slot.index}", daemon=True)
+                slot.thread.start()
+                self._slots.append(slot)
             else:
                 self._pending.append(call)
-        if start is not None:
-            start.thread = threading.Thread(target=self._serve, args=(start,),
-                                            name=f"smr-local-slot-{start.index}", daemon=True)
-            start.thread.start()
         return call.future
 
     def close(self) -> None:
@@ -255,6 +266,7 @@ class LocalPlatform(Platform):
         Idempotent. Running invocations are not waited for: their instances are killed, as when a
         Lambda function is deleted under them.
         """
+        _open_platforms.discard(self)
         with self._lock:
             self._closed = True
             pending = list(self._pending)
@@ -321,7 +333,8 @@ class LocalPlatform(Platform):
             instance = self._dispatch(slot, call)
         except Exception as exc:
             logger.exception("could not start a function instance")
-            self._fail(call, InvocationError("crash", f"could not start a function instance: {exc}"))
+            self._fail(call, InvocationError("crash",
+                                             f"could not start a function instance: {exc}"))
             return
         outcome = self._await(instance, call)
         if isinstance(outcome, InvocationError):
