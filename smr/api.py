@@ -121,4 +121,4 @@ def map_reduce(map_fn: MapFn, reduce_fn: GroupFn | None = None, *, inputs: str |
     job = FunctionJob(map_fn, reduce_fn, combine_fn, input_format, associative)
     if isinstance(inputs, str):
         inputs = [inputs]
-    return run_job(job, inputs=list(inputs), output=output, **settings)
+    return run_job(job, input=list(inputs), output=output, **settings)

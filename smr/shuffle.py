@@ -55,12 +55,16 @@ def unpackb(data: bytes) -> Any:
 
 def freeze(key: Any) -> Any:
     """A hashable stand-in for a key: lists become tuples (JSON output is unchanged)."""
-    if isinstance(key, list):
-        return tuple(freeze(k) for k in key)
-    if isinstance(key, tuple):
+    if isinstance(key, (list, tuple)):
         return tuple(freeze(k) for k in key)
     if isinstance(key, dict):
         raise SerializationError(f"a dict cannot be a key ({key!r:.60}); use a list of pairs")
+    try:
+        hash(key)
+    except TypeError:
+        raise SerializationError(f"cannot serialize a {type(key).__name__} key ({key!r:.60}); "
+                                 "keys must be JSON-like (str, int, float, bool, None, bytes, "
+                                 "or lists/tuples of these)") from None
     return key
 
 

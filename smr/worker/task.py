@@ -8,6 +8,7 @@ import time
 from typing import Any, Callable
 
 from ..formats import RecordError
+from ..shuffle import SerializationError
 from .runtime import WARM
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class TaskContext:
 def describe_bad_output(fn: Callable, record: Any, error: Exception) -> str:
     """Explain a failure in user code, naming the function and what it did wrong."""
     name = getattr(fn, "__qualname__", repr(fn))
+    if isinstance(error, SerializationError):
+        return f"{name} yielded a pair that cannot be shuffled: {error}"
     if isinstance(error, (TypeError, ValueError)):
         try:
             result = fn(record)
