@@ -236,7 +236,6 @@ class Grouper:
         self.gauge = MemoryGauge(budget_bytes)
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.runs: list[str] = []
-        self._since_check = 0
 
     def add_entries(self, entries: list) -> None:
         buf = self.buffer
@@ -248,11 +247,8 @@ class Grouper:
                 buf[key] = values
             else:
                 got.extend(values)
-        self._since_check += len(entries)
-        if self._since_check >= CHECK_EVERY:
-            self._since_check = 0
-            if self.gauge.over():
-                self._spill()
+        if self.gauge.over():
+            self._spill()
 
     def _spill(self) -> None:
         if self._tmp is None:

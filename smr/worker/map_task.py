@@ -82,6 +82,7 @@ def _map_split(tc: TaskContext, split: list, mapper: Callable, out: MapOutput) -
         tc.metrics["bytes_read"] += len(block.raw)
         tc.metrics["records_in"] += len(block.lines)
         _map_block(tc, store.child_url(key), block, mapper, out, skip)
+        out.check_memory()
 
 
 def _map_block(tc: TaskContext, url: str, block: Block, mapper: Callable, out: MapOutput,

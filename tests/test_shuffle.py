@@ -1,0 +1,100 @@
+"""Shuffle internals: stable partitioning, key order, and spilling past the memory budget."""
+import subprocess
+import sys
+
+import pytest
+
+import smr
+from smr.driver import run_job
+from smr.shuffle import Grouper, MapOutput, SerializationError, freeze, hash_partition, order_key
+from smr.spool import Spool
+
+from helpers import EXAMPLES, expected_word_counts, read_output
+
+
+def test_partition_is_stable_across_processes():
+    keys = ["a", "naïve", 42, ["x", 1], None, 3.5, b"raw"]
+    here = [hash_partition(freeze(k), 7) for k in keys]
+    code = ("from smr.shuffle import hash_partition, freeze; "
+            f"print([hash_partition(freeze(k), 7) for k in {keys!r}])")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={"PYTHONHASHSEED": "123"}, check=True).stdout
+    assert other.strip() == str(here)
+    assert len(set(here)) > 1
+
+
+def test_order_key_is_total_over_mixed_types():
+    keys = ["b", 2, None, True, 1.5, ("a", 1), b"x", "a", -3]
+    ordered = sorted(keys, key=order_key)
+    assert ordered == [None, True, -3, 1.5, 2, "a", "b", b"x", ("a", 1)]
+
+
+def test_unhashable_keys_get_a_clear_error():
+    with pytest.raises(SerializationError, match="dict cannot be a key"):
+        freeze({"a": 1})
+
+
+def test_grouper_spills_sorted_runs_and_merges(tmp_path):
+    g = Grouper(budget_bytes=1)  # every check spills
+    expected = {}
+    for i in range(20):
+        entries = [[f"k{(i * 7 + j) % 500}", [i]] for j in range(3000)]
+        for k, v in entries:
+            expected.setdefault(k, []).extend(v)
+        g.add_entries(entries)
+    assert len(g.runs) >= 2
+    groups = list(g.groups())
+    g.close()
+    assert [k for k, _ in groups] == sorted(expected)
+    assert {k: sorted(v) for k, v in groups} == {k: sorted(v) for k, v in expected.items()}
+
+
+def test_map_output_segments_round_trip():
+    from smr.shuffle import iter_frames
+    import io
+    out = MapOutput(3, None, budget_bytes=1)
+    pairs = [(f"w{i % 50}", i) for i in range(5000)]
+    for k, v in pairs:
+        out.add(k, v)
+        if v % 1000 == 0:
+            out.spill()
+    with Spool(1 << 30) as data:
+        segments = out.finish(data)
+        blob = io.BytesIO()
+        data.copy_to(blob)
+    raw = blob.getvalue()
+    got = {}
+    for p, (off, length) in enumerate(segments):
+        for frame in iter_frames(io.BytesIO(raw[off:off + length])):
+            for k, vals in frame:
+                assert hash_partition(k, 3) == p
+                got.setdefault(k, []).extend(vals)
+    expected = {}
+    for k, v in pairs:
+        expected.setdefault(k, []).append(v)
+    assert {k: sorted(v) for k, v in got.items()} == expected
+
+
+def test_job_result_is_the_same_when_every_task_spills(tmp_path, corpus, platform_name):
+    s = run_job(str(EXAMPLES / "wordcount.py"), input=[str(corpus)], output=str(tmp_path / "out"),
+                reducers=2, split_size=50_000, buffer_mb=0.001, platform=platform_name)
+    assert s["spills"] > 0
+    assert dict(read_output(tmp_path / "out")) == dict(expected_word_counts(corpus))
+
+
+class Identity(smr.Job):
+    """No combiner, no reducer: every pair is shuffled and written as is."""
+
+    def map(self, line):
+        for w in line.split():
+            yield w, len(w)
+
+
+def test_map_only_style_job_keeps_every_pair(tmp_path, corpus, platform_name):
+    run_job(Identity(), input=[str(corpus)], output=str(tmp_path / "out"), reducers=2,
+            split_size=1000, buffer_mb=0.001, platform=platform_name)
+    got = read_output(tmp_path / "out")
+    from helpers import input_files, text_lines
+    expected = [(w, len(w)) for p in input_files(corpus) for ln in text_lines(p.read_bytes())
+                for w in ln.split()]
+    assert sorted(got) == sorted(expected)
