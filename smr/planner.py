@@ -82,10 +82,16 @@ def _list_glob(url: str, open_store: Callable[[str], Store]) -> list[InputObject
     pattern = url[len(head):].lstrip("/")
     store = open_store(head)
     objs = [InputObject(store.url, o.key, o.size) for o in store.list("")
-            if fnmatch.fnmatchcase(o.key, pattern) and not _hidden(o.key)]
+            if _glob_match(o.key, pattern) and not _hidden(o.key)]
     if not objs:
         raise InputError(f"no input matches {url}")
     return objs
+
+
+def _glob_match(key: str, pattern: str) -> bool:
+    """Shell-style: a wildcard never matches across '/', so each path level matches on its own."""
+    parts, pats = key.split("/"), pattern.split("/")
+    return len(parts) == len(pats) and all(fnmatch.fnmatchcase(k, p) for k, p in zip(parts, pats))
 
 
 def _local_path(url: str) -> str:
