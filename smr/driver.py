@@ -11,15 +11,15 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import layout, metrics
 from .api import Job
 from .config import JobSettings, make_settings
 from .jobload import load_job, pickle_job
-from .planner import InputError, choose_split_size, list_inputs, plan_map_tasks
+from .planner import choose_split_size, list_inputs, plan_map_tasks
 from .platforms.base import InvocationError, Platform, PayloadTooLarge, encode_event
-from .storage import Store, join_url, open_store, url_scheme
+from .storage import Store, open_store, url_scheme
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,5 @@
 """Shared test helpers: awkward inputs and independent computations (no smr code)."""
 import json
-import os
 import random
 from collections import Counter
 from pathlib import Path

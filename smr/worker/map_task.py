@@ -68,7 +68,7 @@ def _identity_map(record: Any) -> Iterator[tuple[Any, Any]]:
     try:
         key, value = record
     except (TypeError, ValueError):
-        raise TypeError(f"a step without map needs (key, value) records, got {record!r:.80}")
+        raise TypeError(f"a step without map needs (key, value) records, got {record!r:.80}") from None
     yield key, value
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import zstandard
 
