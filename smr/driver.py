@@ -207,6 +207,9 @@ class JobRun:
             if _inside(self.output_url, nu) or _inside(nu, self.output_url):
                 raise JobFailed(f"output {self.output_url} overlaps input {u}; "
                                 "choose an output outside the inputs")
+        if _inside(self.work_url, self.output_url) or _inside(self.output_url, self.work_url):
+            raise JobFailed(f"output {self.output_url} overlaps the work dir {self.work_url}; "
+                            "keep them apart")
         existing = next(iter(self.out.list("")), None)
         if existing is None:
             return

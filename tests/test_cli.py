@@ -63,6 +63,8 @@ def test_errors_are_one_line_and_name_the_cause(tmp_path, corpus):
          f"input not found: {tmp_path / 'missing'}"),
         (["run", EXAMPLES / "wordcount.py", "-i", corpus, "-o", corpus / "sub"], "overlaps input"),
         (["run", "os.path:join", "-i", corpus, "-o", tmp_path / "o"], "not a subclass of smr.Job"),
+        (["run", EXAMPLES / "wordcount.py", "-i", corpus, "-o", tmp_path / "o", "--work-dir",
+          tmp_path / "o" / "w"], "overlaps the work dir"),
         (["run", "no_such_mod:Job", "-i", corpus, "-o", tmp_path / "o"], "cannot import module"),
     ]
     for args, needle in cases:
