@@ -30,6 +30,9 @@ FRAME_ENTRIES = 16384
 ZSTD_LEVEL = 1
 #: Memory is checked every this many input records.
 CHECK_EVERY = 2048
+#: Rough resident bytes of one grouped entry and of one value in it (CPython objects).
+ENTRY_COST = 160
+VALUE_COST = 40
 
 
 class SerializationError(TypeError):
@@ -236,9 +239,14 @@ class Grouper:
         self.gauge = MemoryGauge(budget_bytes)
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.runs: list[str] = []
+        self.budget = max(budget_bytes, 1)
+        # Resident size alone misses growth into memory that a spill freed but Python kept, so
+        # the grouper also keeps a rough count of what it holds and spills on either signal.
+        self.estimate = 0
 
     def add_entries(self, entries: list) -> None:
         buf = self.buffer
+        self.estimate += ENTRY_COST * len(entries)
         for key, values in entries:
             if type(key) is list:
                 key = freeze(key)
@@ -247,7 +255,8 @@ class Grouper:
                 buf[key] = values
             else:
                 got.extend(values)
-        if self.gauge.over():
+            self.estimate += VALUE_COST * len(values)
+        if self.estimate > self.budget or self.gauge.over():
             self._spill()
 
     def _spill(self) -> None:
@@ -259,6 +268,7 @@ class Grouper:
             write_frames(f, entries, self.cctx)
         self.runs.append(path)
         self.buffer = {}
+        self.estimate = 0
         self.gauge.flushed()
 
     def groups(self) -> Iterator[tuple[Any, list]]:
