@@ -52,7 +52,10 @@ def main(verbose: int) -> None:
 @click.option("--split-size", callback=_size, help="Bytes per map split, e.g. 64MB.")
 @click.option("--platform", type=click.Choice(["local", "inline"]),
               help="Where functions run: local (function host, default) or inline (threads, for debugging).")
-@click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores.")
+@click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores "
+              "(default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
+@click.option("--md5-prefixes", is_flag=True, default=None,
+              help="Prefix intermediate keys with md5 hex (MARLA) to spread S3 request load.")
 @click.option("--max-attempts", type=int, help="Attempts per task before the job fails.")
 @click.option("--bad-records", type=click.Choice(["fail", "skip"]), help="Policy for bad records.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output.")
