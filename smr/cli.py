@@ -135,5 +135,7 @@ def generate(kind: str, size: int, output: str, seed: int, files: int) -> None:
                f"in {time.time() - t:.1f} s")
 
 
+from . import cli_store  # noqa: E402,F401  (smr ls / cat / cp)
+
 if __name__ == "__main__":
     main()

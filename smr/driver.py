@@ -145,6 +145,10 @@ class JobRun:
         _check_process_local([*settings.input, self.output_url, self.work_url], settings.platform)
         self.work = open_store(self.work_url, self.store_options)
         self.out = open_store(self.output_url, self.store_options)
+        for what, store in (("output", self.out), ("work dir", self.work)):
+            if getattr(store, "read_only", False):
+                raise JobFailed(f"{what} {store.url} is read-only; use a local path, s3:// or "
+                                "another writable store")
         self.stats = RunStats()
         self.phases: dict[str, float] = collections.defaultdict(float)
         self.commits: list[dict[str, Any]] = []

@@ -166,7 +166,10 @@ class FsspecStore(Store):
         path = self._path(key)
         try:
             info = self._call("stat", key, lambda: self.fs.info(path))
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError) as e:
+            # fsspec's http filesystem reports an unreachable server as a missing file.
+            if e.__cause__ is not None and _transient(e.__cause__):
+                raise StoreError(f"cannot reach {self.child_url(key)}: {e.__cause__}") from None
             return None
         if info.get("type") == "directory":
             return None
