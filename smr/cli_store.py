@@ -143,7 +143,7 @@ def _emit(rows: Iterable[tuple[str, int]], long_: bool) -> None:
 def cat(urls: tuple[str, ...], s3_endpoint: str | None) -> None:
     """Print objects to stdout. A job's output URL prints its part files in order."""
     def go() -> None:
-        out = click.get_binary_stream("stdout")
+        out = getattr(sys.stdout, "buffer", sys.stdout)
         opts = _options(s3_endpoint)
         for url in urls:
             t = resolve(url, opts)
