@@ -95,3 +95,32 @@ def test_md5_prefixes_spread_intermediate_keys(seaweed, tmp_path, corpus):
     import heapq
     assert read_store_output(out, seaweed.options()) == heapq.nsmallest(
         10, counts.items(), key=lambda wc: (-wc[1], wc[0]))
+
+
+def test_smr_run_with_config_file_on_s3(seaweed, tmp_path, corpus):
+    """The real command: a config file names the S3 endpoint; results downloaded with smr cp."""
+    import json
+    import subprocess
+    import sys
+    s3_in = upload_dir(corpus, seaweed.url("in"), seaweed.options())
+    out = seaweed.url("out")
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"job: {EXAMPLES / 'wordcount.py'}\ninput: [{s3_in}]\noutput: {out}\n"
+                   f"work_dir: {seaweed.url('work')}\nreducers: 2\nsplit_size: 8KB\n"
+                   f"s3_endpoint: {seaweed.endpoint}\nmd5_prefixes: true\n")
+    r = subprocess.run([sys.executable, "-m", "smr", "run", str(cfg), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["output"] == out
+    r = subprocess.run([sys.executable, "-m", "smr", "cp", "-r", out, str(tmp_path / "dl"),
+                        "--s3-endpoint", seaweed.endpoint], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert dict(read_output(tmp_path / "dl")) == dict(expected_word_counts(corpus))
+    r = subprocess.run([sys.executable, "-m", "smr", "run", str(EXAMPLES / "wordcount.py"),
+                        "-i", "s3://no-such-bucket-smr/in", "-o", str(tmp_path / "o2"),
+                        "--s3-endpoint", seaweed.endpoint], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("smr: error: cannot read input "
+                                                        "s3://no-such-bucket-smr/in: no such bucket")
