@@ -2,7 +2,8 @@
 
 Requests pass through unchanged (the Host header too, so SigV4 signatures stay valid) except
 those a queued fault matches: answered with ``503 SlowDown``, cut off by a TCP reset, answered
-with half a body before the connection drops, or stalled past the client's read timeout.
+with half a body before the connection drops, stalled past the client's read timeout, or
+forwarded with the reply lost on the way back (the server did the work; the client must retry).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Cod
 
 @dataclass
 class Fault:
-    kind: str  # "slowdown", "reset", "truncate", "stall"
+    kind: str  # "slowdown", "reset", "truncate", "stall", "lost_reply"
     match: Callable[[str, str, dict], bool]
     times: int = 1
     stall_s: float = 3.0
@@ -121,6 +122,9 @@ class FaultyProxy:
             data = resp.read()
         finally:
             conn.close()
+        if fault is not None and fault.kind == "lost_reply":
+            _reset(h)  # the server did the work; the client never hears of it
+            return
         h.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):

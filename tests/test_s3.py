@@ -65,11 +65,17 @@ def test_multipart_part_failures_are_retried(seaweed, proxy):
     data = os.urandom(17 * 2**20)
     proxy.add("slowdown", "PUT", query_contains="partNumber=2", times=2)
     proxy.add("reset", "PUT", query_contains="partNumber=4", times=1)
+    # The completion reaches the server but its reply is lost: the retry finds the upload gone.
+    proxy.add("lost_reply", "POST", query_contains="uploadId=", times=1)
     st.put("obj", data)
     assert hashlib.sha256(st.get("obj")).digest() == hashlib.sha256(data).digest()
     etag = seaweed.client().head_object(Bucket=seaweed.bucket, Key=st.prefix + "obj")["ETag"]
     assert etag.strip('"').endswith("-4")  # four parts: really a multipart upload
     assert proxy.pending == 0
+    assert ("lost_reply", "POST") in [(k, m) for k, m, _ in proxy.log.injected]
+    proxy.add("lost_reply", "PUT", path_contains="/small", times=1)
+    st.put("small", b"idempotent")  # a plain PUT retried after a lost reply
+    assert st.get("small") == b"idempotent"
 
 
 def test_persistent_faults_fail_with_the_url_and_cause(seaweed, proxy):

@@ -292,9 +292,7 @@ class S3Store(Store):
                            for n, off in enumerate(range(0, size, part))]
                 parts = [f.result() for f in futures]
             self.requests.add("put")
-            self._call("PUT", key, lambda: self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=full, UploadId=upload_id,
-                MultipartUpload={"Parts": parts}))
+            self._call("PUT", key, lambda: self._complete(key, upload_id, parts, size))
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
@@ -302,9 +300,26 @@ class S3Store(Store):
                 log.warning("could not abort multipart upload of %s: %s", self.child_url(key), e)
             raise
 
+    def _complete(self, key: str, upload_id: str, parts: list[dict[str, Any]], size: int) -> None:
+        from botocore.exceptions import ClientError
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self._full(key), UploadId=upload_id,
+                MultipartUpload={"Parts": parts})
+        except ClientError as e:
+            # A retry after a reply was lost: the first attempt completed the upload.
+            if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+            info = self._head(key)
+            if info is None or info.size != size:
+                raise
+
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        # AWS lists in UTF-8 byte order, but S3-compatible servers need not (SeaweedFS walks
-        # its directory tree: "a/b" before "a-c"), so sort: every caller wants all of it anyway.
+        if self.endpoint is None:
+            yield from self._list_pages(prefix)  # AWS lists in UTF-8 byte order, page by page
+            return
+        # S3-compatible servers need not (SeaweedFS walks its directory tree: "a/b" before
+        # "a-c"), so their listings are sorted here, which means reading them whole first.
         yield from sorted(self._list_pages(prefix), key=lambda o: o.key)
 
     def _list_pages(self, prefix: str) -> Iterator[ObjectInfo]:
