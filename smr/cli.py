@@ -136,5 +136,7 @@ def generate(kind: str, size: int, output: str, seed: int, files: int) -> None:
                f"in {time.time() - t:.1f} s")
 
 
+from . import cli_coord  # noqa: E402,F401
+
 if __name__ == "__main__":
     main()

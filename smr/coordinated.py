@@ -169,10 +169,13 @@ class _ProgressView:
 
 
 def resume_job(job_id: str, work_url: str, *, store_options: dict[str, Any] | None = None,
-               platform: Any = None, progress: Any = None, **overrides: Any) -> dict[str, Any]:
-    """Finish a job whose client died, from its state in the store; committed tasks stay done."""
+               host: Any = None, progress: Any = None, **overrides: Any) -> dict[str, Any]:
+    """Finish a job whose client died, from its state in the store; committed tasks stay done.
+
+    ``overrides`` are settings (``platform``, ``concurrency``, ...) to change for the rest of the
+    run; ``host`` is a running Platform to reuse.
+    """
     from .driver import JobFailed, Progress, make_platform
-    from .jobload import JobLoadError  # noqa: F401  (documented failure mode of loading code)
     work = open_store(work_url, store_options)
     if work.head(layout.spec_key(job_id)) is None:
         raise JobFailed(f"no job {job_id!r} in {work.url} (see `smr jobs`)")
@@ -188,11 +191,11 @@ def resume_job(job_id: str, work_url: str, *, store_options: dict[str, Any] | No
     values = {k: v for k, v in st.settings.items() if v is not None}
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = make_settings(**values)
-    own = platform is None
-    platform = platform or make_platform(settings)
+    own = host is None
+    host = host or make_platform(settings)
     try:
-        return drive(work, job_id, platform_launcher(platform, settings), progress or Progress(),
+        return drive(work, job_id, platform_launcher(host, settings), progress or Progress(),
                      relaunch=True)
     finally:
         if own:
-            platform.close()
+            host.close()
