@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import layout, metrics
+from . import jobstate, layout, metrics
 from .api import Job
 from .config import JobSettings, make_settings
 from .jobload import load_job, pickle_job
@@ -97,7 +97,16 @@ def run_job(job: Job | str, *, settings: JobSettings | None = None,
     own_platform = platform is None
     platform = platform or make_platform(settings)
     try:
-        return JobRun(job, settings, platform, progress or Progress()).run()
+        if settings.fanout != "direct" or settings.reduce != "shuffle":
+            from .coordinated import run_coordinated
+            return run_coordinated(job, settings, platform, progress or Progress())
+        run = JobRun(job, settings, platform, progress or Progress())
+        try:
+            return run.run()
+        except JobFailed as e:
+            if e.job_id:  # so `smr status` from any process says why
+                jobstate.mark_failed(run.work, e.job_id, str(e))
+            raise
     finally:
         if own_platform:
             platform.close()
@@ -165,6 +174,8 @@ class JobRun:
         }
         self.work.put(layout.code_key(self.job_id), pickle_job(self.job))
         layout.write_json(self.work, layout.spec_key(self.job_id), spec)
+        jobstate.record_created(self.work, spec, tasks,
+                                [s.reducers or self.settings.reducers for s in self.steps], started)
         self.progress.job_started(self.job_id, self.work_url)
         self.phases["plan"] += time.time() - t
         log.info("job %s: %d input objects, %d bytes, %d map tasks of ~%d bytes",
@@ -315,6 +326,7 @@ class TaskRunner:
         self.results: list[dict[str, Any] | None] = [None] * len(events)
         self.retries = 0
         self.bytes_done = 0
+        self._attempt_ids: dict[int, str] = {}
 
     def _bytes_of(self, commit: dict[str, Any]) -> int:
         m = commit["metrics"]
@@ -373,6 +385,7 @@ class TaskRunner:
         run = self.run_
         self.attempts[i] += 1
         event = {**self.events[i], "attempt": uuid.uuid4().hex[:12]}
+        self._attempt_ids[i] = event["attempt"]
         try:
             encode_event(event)
         except PayloadTooLarge:
@@ -391,6 +404,11 @@ class TaskRunner:
         run = self.run_
         run.stats.failures[err.kind] += 1
         ev = self.events[i]
+        try:  # for `smr status` and `smr resume`: the attempt counts even if this client dies
+            jobstate.record_failure(run.work, {**ev, "attempt": self._attempt_ids.get(i, "")},
+                                    err.kind, err.message)
+        except Exception:
+            log.debug("could not record the failure of %s task %d", self.name, i, exc_info=True)
         run.stats.failure_log.append({"phase": self.phase, "step": ev["step"], "task": i,
                                       "attempt": self.attempts[i], "kind": err.kind,
                                       "message": err.message})

@@ -15,13 +15,21 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         # The payload was too big to send inline (Lambda's 256 KB limit); it waits in the store.
         work = WARM.store(event["work"], event.get("store_options"))
         event = layout.read_json(work, event["event_ref"])
+    if "Records" in event:
+        # An object-created notification (S3's event shape): an upload or a task commit.
+        from . import coordinator
+        return coordinator.on_records(event, context)
+    if "requestPayload" in event and "requestContext" in event:
+        # Lambda's on-failure destination record for an asynchronous invocation.
+        from . import coordinator
+        return coordinator.on_failure(event, context)
     role = event.get("role")
-    if role == "map":
-        from . import map_task
-        return map_task.run(event, context)
-    if role == "reduce":
-        from . import reduce_task
-        return reduce_task.run(event, context)
+    if role in ("map", "reduce", "tree-reduce"):
+        from . import fanout
+        return fanout.run_task(event, context)
+    if role == "advance":
+        from . import coordinator
+        return coordinator.on_advance(event, context)
     if role == "ping":
         return {"pong": True}
     raise ValueError(f"unknown role {role!r} in event")
