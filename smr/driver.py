@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import jobstate, layout, metrics
-from .api import Job
+from .api import Job, is_columnar
 from .config import JobSettings, make_settings
 from .jobload import load_job, pickle_job
+from .partition import encode_boundaries, job_partitioner_kind, overrides_partitioner
 from .planner import choose_split_size, list_inputs, plan_map_tasks
 from .platforms.base import InvocationError, Platform, PayloadTooLarge, encode_event
 from .storage import Store, open_store, url_scheme
@@ -112,6 +113,17 @@ def run_job(job: Job | str, *, settings: JobSettings | None = None,
             platform.close()
 
 
+def _check_job(job: Job) -> None:
+    """Declaration mistakes fail at once, before any task runs."""
+    try:
+        job_partitioner_kind(job)
+        if is_columnar(job):
+            from .columnar import Spec
+            Spec.of(job)
+    except ValueError as e:
+        raise JobFailed(str(e)) from None
+
+
 def _norm(url: str) -> str:
     if url_scheme(url) in ("", "file"):
         path = url[len("file://"):] if url.startswith("file://") else url
@@ -136,6 +148,7 @@ class JobRun:
         self.steps = job.steps()
         if not self.steps:
             raise JobFailed(f"{type(job).__name__}.steps() returned no steps")
+        _check_job(job)
         self.settings = settings
         self.platform = platform
         self.progress = progress
@@ -181,6 +194,7 @@ class JobRun:
         log.info("job %s: %d input objects, %d bytes, %d map tasks of ~%d bytes",
                  self.job_id, len(objects), total, len(tasks), split)
 
+        boundaries = self._range_boundaries(tasks)
         sources: list[str] = []
         step_summaries = []
         for index, step in enumerate(self.steps):
@@ -190,6 +204,9 @@ class JobRun:
             if index == 0:
                 map_events = [{**base, "role": "map", "task": i, "partitions": reducers,
                                "splits": t_["splits"]} for i, t_ in enumerate(tasks)]
+                if boundaries is not None:
+                    for ev in map_events:
+                        ev["boundaries"] = boundaries
                 map_bytes = total
             else:
                 map_events = [{**base, "role": "map", "task": i, "partitions": reducers,
@@ -211,6 +228,18 @@ class JobRun:
                                    "map_seconds": round(maps.seconds, 3),
                                    "reduce_seconds": round(reduces.seconds, 3)})
         return self._finalize(started, total, len(objects), step_summaries)
+
+    def _range_boundaries(self, tasks: list[dict[str, Any]]) -> str | None:
+        """Sampled boundary keys (encoded) when the job asks for a range partitioner."""
+        if job_partitioner_kind(self.job) != "range" or overrides_partitioner(self.job):
+            return None
+        from .sampling import sample_boundaries
+        t = time.time()
+        reducers = self.steps[0].reducers or self.settings.reducers
+        splits = [s for t_ in tasks for s in t_["splits"]]
+        bounds = sample_boundaries(self.job, splits, self._open, reducers)
+        self.phases["sample"] += time.time() - t
+        return encode_boundaries(bounds)
 
     def _check_output(self) -> None:
         for u in self.settings.input:
