@@ -85,3 +85,12 @@ def commit_once(store: Store, key: str, record: dict[str, Any]) -> dict[str, Any
             pass
     write_json(store, key, record)
     return record
+
+
+def error_prefix(job_id: str, step: int, phase: str) -> str:
+    return f"jobs/{job_id}/s{step}/{phase}-errors/"
+
+
+def error_key(job_id: str, step: int, phase: str, task: int, attempt: str) -> str:
+    """Where a failing attempt leaves its error when nobody waits for its result (Event mode)."""
+    return f"{error_prefix(job_id, step, phase)}{task:05d}-{attempt}.json"
