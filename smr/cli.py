@@ -50,8 +50,14 @@ def main(verbose: int) -> None:
 @click.option("--timeout", type=float, help="Seconds per invocation (at most 900).")
 @click.option("--concurrency", "-c", type=int, help="Functions running at once.")
 @click.option("--split-size", callback=_size, help="Bytes per map split, e.g. 64MB.")
-@click.option("--platform", type=click.Choice(["local", "inline"]),
-              help="Where functions run: local (function host, default) or inline (threads, for debugging).")
+@click.option("--platform", type=click.Choice(["local", "inline", "lambda"]),
+              help="Where functions run: local (function host, default), inline (threads, for "
+                   "debugging) or lambda (AWS Lambda; see docs/aws.md).")
+@click.option("--lambda-function", help="Lambda function name or ARN (default smr-worker).")
+@click.option("--lambda-endpoint", help="Lambda API endpoint URL, e.g. a `smr local-lambda` server.")
+@click.option("--lambda-invocation", type=click.Choice(["sync", "event"]),
+              help="Lambda invocation: sync (RequestResponse, default) or event (fire-and-forget).")
+@click.option("--region", help="AWS region (default: boto3's configuration).")
 @click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores.")
 @click.option("--max-attempts", type=int, help="Attempts per task before the job fails.")
 @click.option("--bad-records", type=click.Choice(["fail", "skip"]), help="Policy for bad records.")
@@ -140,3 +146,4 @@ from . import cli_coord  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()
+from . import cli_aws  # noqa: E402,F401

@@ -61,7 +61,7 @@ class JobSettings(BaseModel):
     timeout: float = Field(900, gt=0, le=900, description="seconds per invocation (Lambda max 900)")
     concurrency: int = Field(default_factory=default_concurrency, ge=1, le=10000)
     split_size: int | None = Field(None, ge=1, description="bytes per map split (e.g. 64MB)")
-    platform: Literal["local", "inline"] = "local"
+    platform: Literal["local", "inline", "lambda"] = "local"
     s3_endpoint: str | None = None
     max_attempts: int = Field(3, ge=1, le=20, description="attempts per task before the job fails")
     overwrite: bool = False
@@ -78,6 +78,18 @@ class JobSettings(BaseModel):
                                description="inputs per tree-reduce task (batches of at least 2)")
     invoker_threads: int = Field(16, ge=1, le=1000,
                                  description="threads that invoke functions for direct fan-out")
+    # AWS Lambda (platform "lambda"); see docs/aws.md.
+    lambda_function: str = Field("smr-worker", min_length=1, max_length=140,
+                                 description="name or ARN of the deployed Lambda function")
+    lambda_endpoint: str | None = Field(
+        None, description="Lambda API endpoint URL (e.g. a local `smr local-lambda` server)")
+    region: str | None = Field(None, description="AWS region (default: boto3's configuration)")
+    lambda_invocation: Literal["sync", "event"] = Field(
+        "sync", description="sync: RequestResponse calls from a thread pool (results and errors "
+                            "come back); event: fire-and-forget, outcomes read from the store")
+    lambda_event_margin: float = Field(
+        60, ge=0, description="event mode: seconds past the timeout before a task with no "
+                              "commit record counts as failed")
 
     @field_validator("input", mode="before")
     @classmethod

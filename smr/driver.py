@@ -76,6 +76,9 @@ def make_platform(settings: JobSettings) -> Platform:
         from .platforms.inline import InlinePlatform
         return InlinePlatform(memory_mb=settings.memory, timeout_s=settings.timeout,
                               concurrency=settings.concurrency)
+    if settings.platform == "lambda":
+        from .platforms.aws_lambda import make_lambda_platform
+        return make_lambda_platform(settings, default_work_dir())
     raise JobFailed(f"unknown platform {settings.platform!r}")
 
 
@@ -356,6 +359,7 @@ class TaskRunner:
         self.retries = 0
         self.bytes_done = 0
         self._attempt_ids: dict[int, str] = {}
+        self.outcomes: Any = None  # a StoreOutcomes, for platforms that do not report results
 
     def _bytes_of(self, commit: dict[str, Any]) -> int:
         m = commit["metrics"]
@@ -413,7 +417,7 @@ class TaskRunner:
     def _submit(self, i: int) -> Future:
         run = self.run_
         self.attempts[i] += 1
-        event = {**self.events[i], "attempt": uuid.uuid4().hex[:12]}
+        event = watched = {**self.events[i], "attempt": uuid.uuid4().hex[:12]}
         self._attempt_ids[i] = event["attempt"]
         try:
             encode_event(event)
@@ -423,11 +427,19 @@ class TaskRunner:
             event = {"work": event["work"], "store_options": event["store_options"],
                      "event_ref": key}
         try:
-            return run.platform.invoke(event)
+            fut = run.platform.invoke(event)
         except InvocationError as e:
-            fut: Future = Future()
+            fut = Future()
             fut.set_exception(e)
             return fut
+        if not run.platform.reports_results:
+            # Fire-and-forget: the outcome (commit, error record or silence) is read from the store.
+            from .outcomes import StoreOutcomes
+            if self.outcomes is None:
+                self.outcomes = StoreOutcomes(run.work, run.platform.timeout_s,
+                                              getattr(run.platform, "outcome_margin_s", 60.0))
+            fut = self.outcomes.watch(fut, watched, self.phase)
+        return fut
 
     def _failed(self, i: int, err: InvocationError, delayed: list[tuple[float, int]]) -> None:
         run = self.run_

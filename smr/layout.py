@@ -139,3 +139,12 @@ def tree_name(part: int, round_: int, index: int) -> str:
 def tree_data_key(job_id: str, step: int, name: str, attempt: str) -> str:
     # Under out/, so the cleanup of a finished job removes it with the other step outputs.
     return f"jobs/{job_id}/s{step}/out/tree-{name}-{attempt}.bin"
+
+
+def error_prefix(job_id: str, step: int, phase: str) -> str:
+    return f"jobs/{job_id}/s{step}/{phase}-errors/"
+
+
+def error_key(job_id: str, step: int, phase: str, task: int, attempt: str) -> str:
+    """Where a failing attempt leaves its error when nobody waits for its result (Event mode)."""
+    return f"{error_prefix(job_id, step, phase)}{task:05d}-{attempt}.json"
