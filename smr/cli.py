@@ -50,8 +50,14 @@ def main(verbose: int) -> None:
 @click.option("--timeout", type=float, help="Seconds per invocation (at most 900).")
 @click.option("--concurrency", "-c", type=int, help="Functions running at once.")
 @click.option("--split-size", callback=_size, help="Bytes per map split, e.g. 64MB.")
-@click.option("--platform", type=click.Choice(["local", "inline"]),
-              help="Where functions run: local (function host, default) or inline (threads, for debugging).")
+@click.option("--platform", type=click.Choice(["local", "inline", "lambda"]),
+              help="Where functions run: local (function host, default), inline (threads, for "
+                   "debugging) or lambda (AWS Lambda; see docs/aws.md).")
+@click.option("--lambda-function", help="Lambda function name or ARN (default smr-worker).")
+@click.option("--lambda-endpoint", help="Lambda API endpoint URL, e.g. a `smr local-lambda` server.")
+@click.option("--lambda-invocation", type=click.Choice(["sync", "event"]),
+              help="Lambda invocation: sync (RequestResponse, default) or event (fire-and-forget).")
+@click.option("--region", help="AWS region (default: boto3's configuration).")
 @click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores "
               "(default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
 @click.option("--md5-prefixes", is_flag=True, default=None,
@@ -60,6 +66,10 @@ def main(verbose: int) -> None:
 @click.option("--bad-records", type=click.Choice(["fail", "skip"]), help="Policy for bad records.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output.")
 @click.option("--keep-intermediates", is_flag=True, default=None, help="Keep shuffle data.")
+@click.option("--fanout", type=click.Choice(["direct", "tree"]),
+              help="Invoke mappers directly (default) or as MARLA's logarithmic tree.")
+@click.option("--reduce", type=click.Choice(["shuffle", "tree"]),
+              help="R reducers (shuffle, default) or rounds of tree reduction (associative jobs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON on stdout.")
 def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     """Run JOB to completion.
@@ -135,7 +145,9 @@ def generate(kind: str, size: int, output: str, seed: int, files: int) -> None:
                f"in {time.time() - t:.1f} s")
 
 
+from . import cli_coord  # noqa: E402,F401
 from . import cli_store  # noqa: E402,F401  (smr ls / cat / cp)
 
 if __name__ == "__main__":
     main()
+from . import cli_aws  # noqa: E402,F401
