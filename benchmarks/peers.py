@@ -156,7 +156,7 @@ def plain_tiny(inp: str, out: str) -> None:
 def _lithops() -> Any:
     import lithops
     config = {"lithops": {"backend": "localhost", "storage": "localhost", "log_level": "WARNING"},
-              "localhost": {"worker_processes": WORKERS}}
+              "localhost": {"worker_processes": WORKERS, "runtime": sys.executable}}
     return lithops.FunctionExecutor(config=config)
 
 
