@@ -287,3 +287,16 @@ def test_template_passes_cfn_lint(account, tmp_path):
     text = to_yaml(template(plan))
     errors = [m for m in lint(text) if str(m.rule.id).startswith("E")]
     assert errors == [], "\n".join(str(m) for m in errors)
+
+
+def test_package_over_the_direct_upload_limit_goes_through_the_work_bucket(account, monkeypatch):
+    monkeypatch.setattr(aws, "ZIP_LIMIT_DIRECT", 2**20)  # our ~3 MB package is now "too big"
+    record = aws.deploy(settings())
+    (obj,) = record["created"]["code_objects"]
+    assert obj["bucket"] == "work" and obj["key"].startswith("smr/deploy/smr-worker-")
+    s3 = boto3.client("s3")
+    assert s3.head_object(Bucket="work", Key=obj["key"])["ContentLength"] == \
+        record["package"]["zipped_bytes"]
+    aws.undeploy(settings())
+    assert s3.list_objects_v2(Bucket="work").get("KeyCount") == 0
+    assert boto3.client("lambda").list_functions()["Functions"] == []
