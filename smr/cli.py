@@ -58,7 +58,10 @@ def main(verbose: int) -> None:
 @click.option("--lambda-invocation", type=click.Choice(["sync", "event"]),
               help="Lambda invocation: sync (RequestResponse, default) or event (fire-and-forget).")
 @click.option("--region", help="AWS region (default: boto3's configuration).")
-@click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores.")
+@click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores "
+              "(default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
+@click.option("--md5-prefixes", is_flag=True, default=None,
+              help="Prefix intermediate keys with md5 hex (MARLA) to spread S3 request load.")
 @click.option("--max-attempts", type=int, help="Attempts per task before the job fails.")
 @click.option("--bad-records", type=click.Choice(["fail", "skip"]), help="Policy for bad records.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output.")

@@ -62,7 +62,10 @@ class JobSettings(BaseModel):
     concurrency: int = Field(default_factory=default_concurrency, ge=1, le=10000)
     split_size: int | None = Field(None, ge=1, description="bytes per map split (e.g. 64MB)")
     platform: Literal["local", "inline", "lambda"] = "local"
-    s3_endpoint: str | None = None
+    s3_endpoint: str | None = Field(None, description="S3 endpoint URL (S3-compatible stores); "
+                                    "else AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL")
+    md5_prefixes: bool = Field(False, description="MARLA's md5 key prefixes for intermediate "
+                               "objects, spreading request load over S3's key partitions")
     max_attempts: int = Field(3, ge=1, le=20, description="attempts per task before the job fails")
     overwrite: bool = False
     keep_intermediates: bool = False

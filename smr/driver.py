@@ -19,7 +19,7 @@ from .config import JobSettings, make_settings
 from .jobload import load_job, pickle_job
 from .planner import choose_split_size, list_inputs, plan_map_tasks
 from .platforms.base import InvocationError, Platform, PayloadTooLarge, encode_event
-from .storage import Store, open_store, url_scheme
+from .storage import Store, open_store, process_local, url_scheme
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,14 @@ def _norm(url: str) -> str:
     return url.rstrip("/")
 
 
+def _check_process_local(urls: list[str], platform: str) -> None:
+    for url in urls:
+        if process_local(url) and platform != "inline":
+            raise JobFailed(f"{url}: memory:// data lives in one process, but the {platform} "
+                            "platform runs tasks in other processes; use --platform inline, "
+                            "or a shared store (a local path, s3://)")
+
+
 def _inside(child: str, parent: str) -> bool:
     return child == parent or child.startswith(parent.rstrip("/") + "/")
 
@@ -137,6 +145,7 @@ class JobRun:
         self.store_options = settings.store_options()
         self.work_url = _norm(settings.work_dir or default_work_dir())
         self.output_url = _norm(settings.output)
+        _check_process_local([*settings.input, self.output_url, self.work_url], settings.platform)
         self.work = open_store(self.work_url, self.store_options)
         self.out = open_store(self.output_url, self.store_options)
         self.stats = RunStats()
@@ -162,6 +171,7 @@ class JobRun:
             "output": self.output_url, "work": self.work_url, "inputs": self.settings.input,
             "steps": len(self.steps), "memory": self.settings.memory,
             "bad_records": self.settings.bad_records, "buffer_mb": self.settings.buffer_mb,
+            "md5_prefixes": self.settings.md5_prefixes,
             "settings": self.settings.model_dump(mode="json"),
             "input_objects": len(objects), "input_bytes": total, "split_size": split,
             "map_tasks": len(tasks),

@@ -191,6 +191,7 @@ class _RangeStream(io.RawIOBase):
         self._buf = b""
         self._off = 0
         self._eof = False
+        self._started = False
 
     def readable(self) -> bool:
         return True
@@ -203,7 +204,10 @@ class _RangeStream(io.RawIOBase):
             stop = min(stop, self._end)
         if stop <= self._pos:
             self._eof = True
+            if not self._started:
+                self._store._require(self._key)  # an empty range of a missing object
             return
+        self._started = True
         data = self._store.get_range(self._key, self._pos, stop)
         # A short read means the object ended before the range did.
         if len(data) < stop - self._pos or not data:

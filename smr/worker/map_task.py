@@ -36,7 +36,8 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
             with Spool(tc.buffer_bytes()) as data:
                 segments = out.finish(data)
                 size = data.size
-                data_key = layout.map_data_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
+                data_key = layout.map_data_key(tc.job_id, tc.step_index, tc.task, tc.attempt,
+                                               md5=bool(tc.spec.get("md5_prefixes")))
                 data.upload(tc.work, data_key)
         finally:
             out.close()

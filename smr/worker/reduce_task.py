@@ -40,7 +40,8 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
                     out_url = out_store.child_url(out_key)
                 else:
                     n = _write_frames(out, pairs)
-                    out_key = layout.step_output_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
+                    out_key = layout.step_output_key(tc.job_id, tc.step_index, tc.task, tc.attempt,
+                                                     md5=bool(tc.spec.get("md5_prefixes")))
                     out.upload(tc.work, out_key)
                     out_url = None
                 tc.metrics["bytes_written"] = out.size
