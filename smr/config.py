@@ -90,6 +90,9 @@ class JobSettings(BaseModel):
     lambda_invocation: Literal["sync", "event"] = Field(
         "sync", description="sync: RequestResponse calls from a thread pool (results and errors "
                             "come back); event: fire-and-forget, outcomes read from the store")
+    lambda_requirements: list[str] = Field(
+        default_factory=list, description="pure-Python distributions the job imports, bundled "
+                                          "into the Lambda deployment package")
     lambda_event_margin: float = Field(
         60, ge=0, description="event mode: seconds past the timeout before a task with no "
                               "commit record counts as failed")

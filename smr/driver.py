@@ -293,6 +293,8 @@ class JobRun:
         self.phases["finalize"] += time.time() - t
         summary["phases"]["finalize"] = round(self.phases["finalize"], 3)
         summary["wall_seconds"] = round(time.time() - started, 3)
+        summary["cost"]["reference"] = metrics.reference_comparison(
+            input_bytes, summary["cost"]["total_usd"], summary["wall_seconds"])
         # Written last: the output counts as finished only from this moment.
         self.out.put("_SUCCESS", json.dumps(summary, indent=2, sort_keys=True).encode())
         layout.write_json(self.work, layout.summary_key(self.job_id), summary)

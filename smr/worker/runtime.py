@@ -33,6 +33,14 @@ class WarmState:
         self._lock = threading.Lock()
         self._stores: dict[tuple[int, str, str], Store] = {}
         self._jobs: dict[tuple[str, str], LoadedJob] = {}
+        self._served_pid: int | None = None
+
+    def first_invocation(self) -> bool:
+        """True for the first call in this process: a cold start, where no host says so."""
+        with self._lock:
+            first = self._served_pid != os.getpid()
+            self._served_pid = os.getpid()
+            return first
 
     def store(self, url: str, options: dict[str, Any] | None = None) -> Store:
         # The pid is part of the key: a store (and its connections) never crosses a fork.

@@ -26,6 +26,9 @@ class TaskContext:
         self.context = context
         self.phase = phase
         self.started = time.time()
+        # Lambda's own context has no cold_start attribute; the first task in a process is one.
+        cold = getattr(context, "cold_start", None)
+        self.cold_start = WARM.first_invocation() if cold is None else bool(cold)
         self.job_id: str = event["job_id"]
         self.step_index: int = event["step"]
         self.task: int = event["task"]
@@ -83,7 +86,7 @@ class TaskContext:
             since_job_start_s=round(self.started - job_start_time(self.spec), 4),
             memory_mb=self.memory_mb,
             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            cold_start=bool(getattr(self.context, "cold_start", False)),
+            cold_start=self.cold_start,
             requests={k: v for k, v in requests.items() if v},
         )
         return {"task": self.task, "attempt": self.attempt, "phase": self.phase,
