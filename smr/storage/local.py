@@ -47,6 +47,33 @@ class LocalStore(Store):
             shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
 
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        # link() fails when the name exists, so exactly one writer creates the object, and it
+        # appears complete (written to a temporary name first).
+        path = self._path(key)
+        tmp = self._tmp_path(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+    def _copy_from(self, src: "Store", src_key: str, key: str) -> bool:
+        if not isinstance(src, LocalStore):
+            return False
+        source = src._path(src_key)
+        if not os.path.isfile(source):
+            raise NotFound(f"no such object: {src.child_url(src_key)}")
+        self._put_file(key, source)
+        return True
+
     def _tmp_path(self, path: str) -> str:
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)

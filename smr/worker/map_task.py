@@ -21,7 +21,7 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         commit_key = layout.commit_key(tc.job_id, tc.step_index, "map", tc.task)
         done = tc.work.head(commit_key)
         if done is not None:  # a duplicate invocation of a committed task: nothing to do
-            return layout.read_json(tc.work, commit_key)
+            return tc.finish(layout.read_json(tc.work, commit_key))
         out = MapOutput(event["partitions"], step.combine, tc.buffer_bytes())
         try:
             mapper = _wrap_mapper(step.map, tc.job.INPUT_FORMAT if tc.step_index == 0 else None)
@@ -43,11 +43,15 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         tc.metrics["records_out"] = out.records_out
         tc.metrics["bytes_shuffled"] = size
         tc.metrics["spills"] = out.spills
-        record = tc.commit_record(data_key=data_key, segments=segments)
+        bad_key = tc.upload_bad_records()
+        record = tc.commit_record(data_key=data_key, segments=segments, bad_key=bad_key)
         winner = layout.commit_once(tc.work, commit_key, record)
         if winner.get("attempt") != tc.attempt:
-            tc.work.delete(data_key)  # another attempt committed first; ours is garbage
-        return winner
+            # Another attempt committed first; ours is garbage.
+            tc.work.delete(data_key)
+            if bad_key:
+                tc.work.delete(bad_key)
+        return tc.finish(winner)
 
 
 def _wrap_mapper(map_fn: Callable | None, input_format: str | None) -> Callable[[Any], Iterable]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ class LoadedJob:
         return pickle.loads(self.code)
 
 
+#: What a job id looks like (smr.driver.new_job_id); nothing in one can reach another directory.
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
 class WarmState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -44,6 +49,9 @@ class WarmState:
             return st
 
     def job(self, work: Store, job_id: str) -> LoadedJob:
+        """The job's spec and code, read only from ``jobs/<job_id>/`` in the event's work store."""
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+            raise ValueError(f"invalid job id {job_id!r} in event")
         key = (work.url, job_id)
         with self._lock:
             loaded = self._jobs.get(key)
