@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .. import layout
 from ..formats import Block, RecordError, iter_blocks, record_parser
-from ..shuffle import CHECK_EVERY, MapOutput, freeze, iter_frames
+from ..shuffle import CHECK_EVERY, MapOutput, SerializationError, freeze, iter_frames
 from ..spool import Spool
 from .task import TaskContext, describe_bad_output
 
@@ -34,7 +34,12 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
                     _map_pairs(tc, key, mapper, out)
             tc.job.teardown()
             with Spool(tc.buffer_bytes()) as data:
-                segments = out.finish(data)
+                try:
+                    segments = out.finish(data)
+                except SerializationError as e:
+                    name = getattr(step.map, "__qualname__", "map")
+                    raise SerializationError(f"{name} yielded a pair that cannot be shuffled: "
+                                             f"{e}") from e
                 size = data.size
                 data_key = layout.map_data_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
                 data.upload(tc.work, data_key)
