@@ -171,7 +171,8 @@ class JobRun:
             return self._run()
         except TaskFailed as e:
             self._record_failure(e.record)
-            raise JobFailed(str(e), job_id=self.job_id, traceback=e.record["traceback"]) from None
+            raise JobFailed(scrub_text(str(e)), job_id=self.job_id,
+                            traceback=scrub_text(e.record["traceback"])) from None
         except Exception as e:
             if self.spec_written:
                 self._record_failure({"phase": "driver", "kind": type(e).__name__,
@@ -184,8 +185,7 @@ class JobRun:
                   "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
                   "retries": self.stats.retries, "failures": dict(self.stats.failures),
                   **record}
-        record["message"] = scrub_text(record.get("message", ""))
-        record["traceback"] = scrub_text(record.get("traceback", ""))
+        record = scrub(record)
         try:
             layout.write_json(self.work, layout.failure_key(self.job_id), record)
         except Exception:  # the store itself may be what failed; the CLI still reports

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import layout
 from .faults import OBSERVED_AS
 from .platforms.base import InvocationError, PayloadTooLarge, encode_event
+from .secrets import scrub_text
 
 if TYPE_CHECKING:
     from .driver import JobRun
@@ -262,9 +263,10 @@ class TaskRunner:
         fate_kind = attempt.fate.get("kind") if attempt.fate else None
         if fate_kind and OBSERVED_AS[fate_kind] == err.kind:
             run.injected[fate_kind] += 1
+        message = scrub_text(err.message)  # it goes to logs, progress and the failure record
         entry = {"phase": self.phase, "step": t.event["step"], "task": t.event["task"],
                  "attempt": attempt.id, "try": attempt.try_no, "kind": err.kind,
-                 "message": err.message}
+                 "message": message}
         run.stats.failure_log.append(entry)
         t.errors.append(entry)
         t.last_error = err
@@ -284,8 +286,8 @@ class TaskRunner:
             return
         backoff = min(MAX_BACKOFF, 0.2 * 2 ** (t.tries - 1)) * (0.5 + random.random())
         log.info("%s task %s attempt %d failed (%s): %s; retrying in %.1f s", self.name,
-                 t.label, t.tries, err.kind, err.message, backoff)
-        run.progress.task_retry(self.name, t.event["task"], err.kind, err.message)
+                 t.label, t.tries, err.kind, message, backoff)
+        run.progress.task_retry(self.name, t.event["task"], err.kind, message)
         self._delayed.append((time.time() + backoff, i))
 
     # -- re-splitting -------------------------------------------------------------------------
