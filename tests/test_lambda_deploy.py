@@ -300,3 +300,25 @@ def test_package_over_the_direct_upload_limit_goes_through_the_work_bucket(accou
     aws.undeploy(settings())
     assert s3.list_objects_v2(Bucket="work").get("KeyCount") == 0
     assert boto3.client("lambda").list_functions()["Functions"] == []
+
+
+def test_smr_deploy_platform_lambda_registers_the_trigger_and_the_aws_resources(account):
+    """`smr deploy --platform lambda` = the trigger in the work dir + function, role and bucket
+    notification; `smr undeploy NAME` removes both halves."""
+    foreign_resources()
+    before = snapshot()
+    work = ["--work-dir", "s3://work/smr"]
+    r = CliRunner().invoke(main, ["deploy", WORDCOUNT, "--watch", "s3://data/in/", "--output",
+                                  "s3://data/out", "--platform", "lambda", "--name", "wc", *work])
+    assert r.exit_code == 0, r.output
+    lam = boto3.client("lambda")
+    assert lam.get_function(FunctionName="smr-worker")["Configuration"]["Handler"] \
+        == "smr.worker.handler.handler"
+    notes = boto3.client("s3").get_bucket_notification_configuration(Bucket="data")
+    ids = {c["Id"] for c in notes.get("LambdaFunctionConfigurations", [])}
+    assert "their-lambda" in ids and len(ids) == 2  # ours merged beside theirs
+    r = CliRunner().invoke(main, ["triggers", "--json", *work])
+    assert r.exit_code == 0 and json.loads(r.output)[0]["name"] == "wc"
+    r = CliRunner().invoke(main, ["undeploy", "wc", *work])
+    assert r.exit_code == 0, r.output
+    assert snapshot() == before
