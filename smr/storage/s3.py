@@ -84,6 +84,10 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
             ConnectionError, TimeoutError)
 
 
+class _NoConditionalPuts(Exception):
+    """The server refused If-None-Match on PUT."""
+
+
 class S3Store(Store):
     schemes = ("s3", "s3a")
 
@@ -113,6 +117,7 @@ class S3Store(Store):
         self._client_lock = threading.Lock()
         self._lock_pid = os.getpid()
         self._transient: tuple[type[BaseException], ...] | None = None
+        self._conditional_puts = True
 
     # -- the client, one per process --------------------------------------------------------
     @property
@@ -255,6 +260,33 @@ class S3Store(Store):
             return
         self._call("PUT", key, lambda: self.client.put_object(
             Bucket=self.bucket, Key=self._full(key), Body=data))
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        # S3's conditional write (If-None-Match: *) makes create-once atomic; a server without
+        # it (older S3-compatible stores) gets the head-then-put fallback, which can race.
+        from botocore.exceptions import ClientError, ParamValidationError
+        if self._conditional_puts:
+            def put() -> bool:
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data,
+                                           IfNoneMatch="*")
+                    return True
+                except ClientError as e:
+                    code = str(e.response.get("Error", {}).get("Code", ""))
+                    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if code in ("PreconditionFailed", "ConditionalRequestConflict") \
+                            or status in (409, 412):
+                        return False
+                    if code in ("NotImplemented", "InvalidArgument") or status == 501:
+                        raise _NoConditionalPuts() from None
+                    raise
+            try:
+                return self._call("PUT", key, put)
+            except (_NoConditionalPuts, ParamValidationError):
+                log.info("%s: no conditional PUT; create-once falls back to head then put",
+                         self.endpoint or "S3")
+                self._conditional_puts = False
+        return super()._put_if_absent(key, data)
 
     def _put_file(self, key: str, path: str) -> None:
         size = os.path.getsize(path)
