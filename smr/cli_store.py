@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Iterable
 import click
 
 from .cli import SmrError, main
-from .storage import ObjectInfo, Store, StoreError, join_url, open_store, split_url, url_scheme
+from .storage import ObjectInfo, Store, StoreError, open_store, split_url, url_scheme
 
 #: Bytes per read when streaming an object (to stdout or to a temp file).
 CHUNK = 8 * 2**20

@@ -146,8 +146,8 @@ def record_failure(work: Store, event: dict[str, Any], kind: str, message: str) 
 
 
 def mark_failed(work: Store, job_id: str, message: str) -> None:
-    if work.head(layout.failed_key(job_id)) is None:
-        layout.write_json(work, layout.failed_key(job_id), {"message": message, "ended": _now_iso()})
+    if work.head(layout.failure_key(job_id)) is None:
+        layout.write_json(work, layout.failure_key(job_id), {"message": message, "ended": _now_iso()})
 
 
 # -- state --------------------------------------------------------------------------------------
@@ -238,9 +238,9 @@ class JobState:
         return self.work.head(layout.summary_key(self.job_id)) is not None
 
     def failed_message(self) -> str | None:
-        if self.work.head(layout.failed_key(self.job_id)) is None:
+        if self.work.head(layout.failure_key(self.job_id)) is None:
             return None
-        return layout.read_json(self.work, layout.failed_key(self.job_id)).get("message", "failed")
+        return layout.read_json(self.work, layout.failure_key(self.job_id)).get("message", "failed")
 
     # events
     @property
@@ -499,14 +499,10 @@ def status(work: Store, job_id: str) -> dict[str, Any]:
         for phase in ("map", "tree", "reduce"):
             done = st.done(step, phase)
             failed_names = st.failures(step, phase)
-            running = {n.rsplit("-", 1)[0] for n in st.listed(step, phase, "run")}
-            failed_attempts = {n for n in st.listed(step, phase, "failed")}
-            running_now = set()
-            for n in st.listed(step, phase, "run"):
-                name = n.rsplit("-", 1)[0]
-                if name not in done and n not in failed_attempts:
-                    running_now.add(name)
-            del running
+            failed_attempts = set(st.listed(step, phase, "failed"))
+            # Running: an attempt started, and neither it failed nor its task committed.
+            running_now = {n.rsplit("-", 1)[0] for n in st.listed(step, phase, "run")
+                           if n.rsplit("-", 1)[0] not in done and n not in failed_attempts}
             shown = SHOWN_PHASE[phase]
             label = shown if st.steps == 1 else f"step {step + 1} {shown}"
             entry = phases.setdefault(label, {"total": 0, "done": 0, "running": 0, "failed": 0})
@@ -567,7 +563,7 @@ def status(work: Store, job_id: str) -> dict[str, Any]:
 
 def _ended(work: Store, job_id: str) -> float:
     try:
-        ended = layout.read_json(work, layout.failed_key(job_id)).get("ended", "")
+        ended = layout.read_json(work, layout.failure_key(job_id)).get("ended", "")
         return dt.datetime.fromisoformat(ended).timestamp()
     except Exception:
         return time.time()
@@ -583,7 +579,7 @@ def list_jobs(work: Store) -> list[dict[str, Any]]:
             continue
         if work.head(layout.summary_key(name)) is not None:
             entry["state"] = "succeeded"
-        elif work.head(layout.failed_key(name)) is not None:
+        elif work.head(layout.failure_key(name)) is not None:
             entry["state"] = "failed"
         else:
             entry["state"] = "running"

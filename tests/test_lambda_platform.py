@@ -46,7 +46,10 @@ def test_wordcount_through_boto3_equals_embedded_run(tmp_path, corpus, mode):
         s = lambda_run(tmp_path, server, EXAMPLES / "wordcount.py", [corpus], "lambda",
                        reducers=3, split_size=3000, lambda_invocation=mode, concurrency=2)
         served = server.invocations
+        started = server._platform("smr-worker").stats.cold_starts
     assert s["tasks"]["map"] >= 2 and s["tasks"]["reduce"] == 3
+    if mode == "sync":  # cold starts are learned from the tasks' own reports
+        assert s["cold_starts"] == started >= 1
     assert dict(read_output(tmp_path / "lambda")) == dict(expected_word_counts(corpus))
     assert parts(tmp_path / "lambda") == parts(tmp_path / "embedded")
     assert s["records"] == embedded["records"]
@@ -209,3 +212,27 @@ def test_cli_run_against_local_lambda_command(tmp_path, corpus):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_summary_puts_the_cost_beside_the_reference_architecture(tmp_path):
+    from test_examples import make_uservisits
+    data = make_uservisits(tmp_path / "uv", rows=3000)
+    size = sum(p.stat().st_size for p in data.iterdir())
+    with local_lambda() as server:
+        s = lambda_run(tmp_path, server, EXAMPLES / "query2a.py", [data], "out",
+                       split_size=40_000)
+    ref = s["cost"]["reference"]
+    assert (ref["input_gb"], ref["seconds"], ref["usd"]) == (126.8, 200.0, 0.1129)
+    per_gb = 0.1129 / 126.8
+    assert ref["usd_per_gb"] == pytest.approx(per_gb, rel=1e-6)
+    assert ref["this_job_input_gb"] == pytest.approx(size / 1e9, rel=1e-3)
+    assert ref["reference_usd_at_this_size"] == pytest.approx(per_gb * size / 1e9, rel=1e-3)
+    assert ref["cost_ratio"] == pytest.approx(s["cost_usd"] / (size / 1e9) / per_gb, rel=1e-3)
+    on_disk = json.loads((tmp_path / "out" / "_SUCCESS").read_text())
+    assert on_disk["cost"]["reference"] == ref
+
+
+def test_first_invocation_in_a_process_is_a_cold_start():
+    from smr.worker.runtime import WarmState
+    w = WarmState()
+    assert [w.first_invocation() for _ in range(3)] == [True, False, False]

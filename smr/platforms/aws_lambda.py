@@ -205,7 +205,11 @@ class LambdaPlatform(Platform):
             raise err
         if self.mode == "event":
             return None
-        return json.loads(payload) if payload else None
+        result = json.loads(payload) if payload else None
+        if isinstance(result, dict) and (result.get("metrics") or {}).get("cold_start"):
+            with self._lock:  # only the task itself can tell; Lambda's response does not
+                self.stats.cold_starts += 1
+        return result
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """Run ``call``, backing off on throttling (within a time budget) and transient errors."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from .. import jobstate, layout
 from ..platforms.invoker import invoker_for
-from .runtime import WARM
+from .runtime import WARM, check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,10 @@ def tree_children(n: int, size: int) -> list[int]:
 
 def run_task(event: dict[str, Any], context: Any) -> Any:
     work = WARM.store(event["work"], event.get("store_options"))
-    jobstate.record_run(work, event)
+    check_job_id(event["job_id"])
+    # A committed task's late or duplicate attempt leaves no trace, not even a run record.
+    if work.head(jobstate.commit_key_of(event)) is None:
+        jobstate.record_run(work, event)
     invoker = None
     if "tree" in event or event.get("notify"):
         invoker = invoker_for(event.get("platform"), context)
@@ -62,10 +67,27 @@ def _tree_node(work: Any, event: dict[str, Any], invoker: Any) -> dict[str, Any]
             invoker.invoke([{**event, "task": c, "attempt": uuid.uuid4().hex[:12]}
                             for c in children])
             work.put_if_absent(marker, b"")
-    plan = layout.read_json(work, layout.plan_key(event["job_id"]))
     own = {k: v for k, v in event.items() if k != "tree"}
-    own["splits"] = plan["tasks"][n]
+    own["splits"] = _plan(work, event["job_id"])["tasks"][n]
     return own
+
+
+_plans: "OrderedDict[tuple[str, str], dict[str, Any]]" = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def _plan(work: Any, job_id: str) -> dict[str, Any]:
+    """The job's plan, read once per function instance (a plan never changes once written)."""
+    key = (work.url, job_id)
+    with _plans_lock:
+        plan = _plans.get(key)
+    if plan is None:
+        plan = layout.read_json(work, layout.plan_key(job_id))
+        with _plans_lock:
+            _plans[key] = plan
+            while len(_plans) > 4:
+                _plans.popitem(last=False)
+    return plan
 
 
 def commit_event(event: dict[str, Any], key: str) -> dict[str, Any]:
