@@ -43,12 +43,16 @@ MiB = 2**20
 MULTIPART_THRESHOLD = 64 * MiB
 #: Part size of multipart uploads (S3 allows 5 MiB .. 5 GiB per part, 10000 parts).
 PART_SIZE = 16 * MiB
+#: Largest object one CopyObject request may copy; bigger ones are copied in parts.
+COPY_LIMIT = 5 * 2**30
+COPY_PART = 512 * MiB
 MAX_PARTS = 10000
 #: Error codes that mean "try again later" rather than "you asked for something wrong".
 RETRY_CODES = frozenset({
     "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
     "TooManyRequestsException", "RequestLimitExceeded", "RequestTimeout",
     "RequestTimeoutException", "InternalError", "ServiceUnavailable", "OperationAborted",
+    "ConditionalRequestConflict",
     "500", "502", "503", "504",
 })
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -108,6 +112,7 @@ class S3Store(Store):
         self.pool_size = max(10, int(s3_concurrency) + self.upload_threads)
         self.multipart_threshold = max(5 * MiB, int(multipart_threshold))
         self.part_size = max(5 * MiB, int(part_size))
+        self.copy_limit, self.copy_part = COPY_LIMIT, COPY_PART
         self._client_obj: Any = None
         self._client_pid = -1
         self._client_lock = threading.Lock()
@@ -353,6 +358,58 @@ class S3Store(Store):
                 raise
             return ObjectInfo(key, int(resp["ContentLength"]))
         return self._call("HEAD", key, head)
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (``If-None-Match: *``): S3 itself decides who created the key."""
+        from botocore.exceptions import ClientError
+
+        def put() -> bool:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data,
+                                       IfNoneMatch="*")
+            except ClientError as e:
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if e.response.get("Error", {}).get("Code") == "PreconditionFailed" or status == 412:
+                    return False
+                raise
+            return True
+        return self._call("PUT", key, put)
+
+    def _copy_from(self, src: Store, src_key: str, key: str) -> bool:
+        """Server-side copy between two S3 stores on one endpoint: no bytes pass through here."""
+        if not isinstance(src, S3Store) or src.endpoint != self.endpoint:
+            return False
+        info = src._head(src_key)
+        if info is None:
+            raise NotFound(f"no such object: {src.child_url(src_key)}")
+        source = {"Bucket": src.bucket, "Key": src._full(src_key)}
+        full = self._full(key)
+        if info.size <= self.copy_limit:
+            self._call("COPY", key, lambda: self.client.copy_object(
+                Bucket=self.bucket, Key=full, CopySource=source))
+            return True
+        part = max(self.copy_part, math.ceil(info.size / MAX_PARTS))
+        upload_id = self._call("COPY", key, lambda: self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=full))["UploadId"]
+
+        def copy_part(number: int, offset: int) -> dict[str, Any]:
+            last = min(info.size, offset + part) - 1
+            resp = self._call("COPY", key, lambda: self.client.upload_part_copy(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
+                CopySource=source, CopySourceRange=f"bytes={offset}-{last}"))
+            return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+        try:
+            with ThreadPoolExecutor(self.upload_threads, thread_name_prefix="smr-s3-copy") as ex:
+                parts = [f.result() for f in [ex.submit(copy_part, n + 1, off) for n, off in
+                                              enumerate(range(0, info.size, part))]]
+            self._call("COPY", key, lambda: self._complete(key, upload_id, parts, info.size))
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            except Exception as e:
+                log.warning("could not abort multipart copy to %s: %s", self.child_url(key), e)
+            raise
+        return True
 
     def _delete(self, key: str) -> None:
         self._call("DELETE", key, lambda: self.client.delete_object(
