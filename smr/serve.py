@@ -41,7 +41,7 @@ class Server:
                                       concurrency=concurrency, env=env)
         self.inflight: dict[str, Future] = {}
         self.deliveries: dict[str, int] = {}
-        self.seen: dict[str, set[str]] = {}   # polled trigger -> keys already reported
+        self.seen: dict[str, dict[str, int]] = {}   # polled trigger -> keys already reported
         self.stop = threading.Event()
         self._last_sync = 0.0
 
@@ -123,19 +123,22 @@ class Server:
                 continue
             name = reg["name"]
             try:
-                store = open_store(reg["watch"], self.options)
-                keys = {o.key: o.size for o in store.list("")}
+                keys = triggers.list_watched(reg, self.options)
+                seen = self.seen.get(name)
+                if seen is None:
+                    seen = triggers.read_poll_state(self.work, name) or {}
             except Exception as e:
                 log.warning("trigger %s: cannot list %s: %s", name, reg["watch"], e)
                 continue
-            seen = self.seen.get(name)
-            self.seen[name] = set(keys)
-            if seen is None:
-                continue  # objects present when serving started are not new
-            for key in sorted(set(keys) - seen):
+            new = sorted(k for k in keys if k not in seen)
+            for key in new:
                 record = local_events.make_record(reg["watch"], key, keys[key],
                                                   f"{keys[key]}-poll", name, "smr:poll")
                 local_events.write_event(self.queue, record)
+            if new or len(keys) != len(seen):
+                # Queued first, recorded second: a crash in between re-reports, never loses.
+                triggers.write_poll_state(self.work, name, keys)
+            self.seen[name] = keys
 
 
 def _remove(path: str) -> None:

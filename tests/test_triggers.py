@@ -132,12 +132,15 @@ def test_duplicated_and_reordered_notifications_start_one_job(tmp_path, corpus, 
 
 def test_a_window_batches_objects_into_one_job(tmp_path, serve):
     work, watch, out = tmp_path / "work", tmp_path / "incoming", tmp_path / "results"
+    width = 4.0
     _deploy(EXAMPLES / "wordcount.py", "--watch", watch, "--output", out, "--work-dir", work,
-            "--window", "3", "--split-size", "100", "--name", "batched")
+            "--window", width, "--split-size", "100", "--name", "batched")
     store = open_store(str(watch))
+    # Windows are aligned periods of the clock; write both objects early in one of them.
+    time.sleep(width - time.time() % width + 0.05)
     store.put("x/1.txt", b"one two\n" * 30)
     store.put("x/2.txt", b"two three\n" * 30)
-    serve(work)  # both events wait in the queue, so they reach one window
+    serve(work)
     (job,) = _wait_jobs(work, 1, tmp_path / "serve.log")
     assert job["job_id"].startswith("batched-w")
     assert dict(read_output(out / job["job_id"])) == {"one": 30, "two": 60, "three": 30}
@@ -146,18 +149,14 @@ def test_a_window_batches_objects_into_one_job(tmp_path, serve):
 def test_a_polling_watcher_sees_plain_file_writes(tmp_path, corpus, serve):
     work, watch, out = tmp_path / "work", tmp_path / "incoming", tmp_path / "results"
     watch.mkdir()
+    (watch / "old.txt").write_bytes(b"there before the deploy: not new\n")
     _deploy(EXAMPLES / "wordcount.py", "--watch", watch, "--output", out, "--work-dir", work,
             "--poll", "--split-size", "2000")
-    from smr.storage import local_events
-    queue = local_events.queue_dir(open_store(str(work)).url)
-    serve(work)
-    deadline = time.time() + WAIT_S
-    while not os.path.isdir(queue) and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # let the watcher take its first listing: older objects are not new
     data = _object_from_corpus(corpus)
     (watch / "new.txt").write_bytes(data)   # not through smr: only the watcher can see it
+    serve(work)   # started after the write: the watcher compares with the deploy's listing
     (job,) = _wait_jobs(work, 1, tmp_path / "serve.log")
+    assert "new-txt" in job["job_id"]
     assert dict(read_output(out / job["job_id"])) == dict(_expected(data))
 
 
