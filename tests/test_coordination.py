@@ -358,3 +358,41 @@ def test_resume_after_a_killed_client_redoes_no_committed_task(tmp_path, fanout)
     assert dict(read_output(tmp_path / "out")) == dict(expected)
     # Resuming a finished job does nothing and succeeds.
     assert resume_job(job_id, str(work_dir))["job_id"] == job_id
+
+
+def test_a_failing_coordinator_is_retried_then_fails_the_job(tmp_path, corpus):
+    from smr.platforms.base import InvocationError, destination_record
+    from smr.worker.fanout import commit_event
+    work_url = str(tmp_path / "work")
+    work = open_store(work_url)
+    settings = make_settings(split_size=4000, work_dir=work_url, platform="inline")
+    create_job(work, job_id="coord-fails", job=load_job(str(EXAMPLES / "wordcount.py")),
+               code=None, settings=settings, inputs=[str(corpus)],
+               output_url=str(tmp_path / "out"), work_url=work_url, start="event")
+    key = layout.commit_key("coord-fails", 0, "map", 0)
+    event = commit_event({"work": work_url}, key)
+    pool = _Pool(0)
+    handler(destination_record(event, InvocationError("timeout", "took too long")),
+            pool.context())
+    assert [e.get("delivery") for e in pool.events] == [2]  # delivered again, not dropped
+    assert jobstate.status(work, "coord-fails")["phase"] != "failed"
+    last = {**event, "delivery": 3}
+    handler(destination_record(last, InvocationError("timeout", "took too long")), pool.context())
+    st = jobstate.status(work, "coord-fails")
+    assert st["phase"] == "failed" and "coordinator failed 3 times" in st["error"]
+
+
+def test_strategies_from_the_config_file_and_the_command_line(tmp_path, corpus):
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"job: {EXAMPLES / 'wordcount.py'}\ninput: [{corpus}]\n"
+                   f"output: {tmp_path / 'out'}\nwork_dir: {tmp_path / 'work'}\n"
+                   "fanout: tree\nsplit_size: 3000\nreducers: 2\n")
+    r = CliRunner().invoke(main, ["run", str(cfg), "--reduce", "tree", "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert (s["fanout"], s["reduce"]) == ("tree", "tree")
+    assert dict(read_output(tmp_path / "out")) == dict(expected_word_counts(corpus))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text().replace("fanout: tree", "fanout: sideways"))
+    r = CliRunner().invoke(main, ["run", str(bad)])
+    assert r.exit_code == 1 and "field 'fanout'" in r.output
