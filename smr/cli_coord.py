@@ -294,9 +294,16 @@ def triggers(work_dir: str | None, s3_endpoint: str | None, as_json: bool) -> No
 @click.option("--poll-interval", type=float, default=1.0, show_default=True,
               help="Seconds between listings of polled prefixes.")
 @click.option("--idle-exit", type=float, help="Exit after this many seconds without work.")
+@click.option("--no-recover", is_flag=True,
+              help="Do not relaunch the unfinished tasks of event-started jobs on start.")
 def serve(work_dir: str | None, s3_endpoint: str | None, memory: int, timeout: float,
-          concurrency: int | None, poll_interval: float, idle_exit: float | None) -> None:
-    """Keep the work dir's triggers live: deliver upload events and run the functions they start."""
+          concurrency: int | None, poll_interval: float, idle_exit: float | None,
+          no_recover: bool) -> None:
+    """Keep the work dir's triggers live: deliver upload events and run the functions they start.
+
+    On start it relaunches the unfinished tasks of event-started jobs, whose functions died with
+    the previous server (committed tasks are not run again).
+    """
     import signal
 
     from .config import default_concurrency
@@ -309,7 +316,7 @@ def serve(work_dir: str | None, s3_endpoint: str | None, memory: int, timeout: f
     click.echo(f"serving triggers of {server.work.url} (events queue {server.queue}); "
                "Ctrl-C stops", err=True)
     try:
-        server.run(idle_exit=idle_exit)
+        server.run(idle_exit=idle_exit, recover=not no_recover)
     except KeyboardInterrupt:
         pass
     finally:

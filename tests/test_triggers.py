@@ -6,6 +6,7 @@ and writes objects, then reads the store.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -46,7 +47,7 @@ def serve(tmp_path):
         p = subprocess.Popen([sys.executable, "-m", "smr", "serve", "--work-dir", str(work),
                               "-c", "2", "--poll-interval", "0.2"],
                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "ab"),
-                             env=dict(os.environ))
+                             env=dict(os.environ), start_new_session=True)
         procs.append(p)
         return p
 
@@ -211,3 +212,36 @@ def test_event_shape_matches_s3(tmp_path):
                                                            "smr:local")))
     assert local["Records"][0]["s3"]["object"]["key"] == "a+b/c.txt"  # encoded as S3 does
     assert triggers.object_url(local["Records"][0]) == os.path.join("/d", "a b", "c.txt")
+
+
+def test_a_restarted_server_finishes_the_jobs_of_the_one_that_died(tmp_path, serve):
+    from test_coordination import SLOW_JOB
+    job = tmp_path / "slow.py"
+    job.write_text(SLOW_JOB)
+    work, watch, out = tmp_path / "work", tmp_path / "incoming", tmp_path / "results"
+    _deploy(job, "--watch", watch, "--output", out, "--work-dir", work, "--split-size", "800")
+    lines = [f"w{i % 7} v{i % 3}" for i in range(1600)]
+    first = serve(work)
+    open_store(str(watch)).put("big.txt", ("\n".join(lines) + "\n").encode())
+    deadline = time.time() + WAIT_S
+    done = []
+    while time.time() < deadline:
+        done = list(work.glob("jobs/*/s0/map-done/*.json"))
+        if len(done) >= 3:
+            break
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)  # the server and every function it ran die at once
+    first.wait()
+    (job_dir,) = (work / "jobs").iterdir()
+    before = {p.name: json.loads(p.read_text())["attempt"]
+              for p in job_dir.glob("s0/map-done/*.json")}
+    n_tasks = len(json.loads((job_dir / "plan.json").read_text())["tasks"])
+    assert 3 <= len(before) < n_tasks
+    serve(work)
+    (info,) = _wait_jobs(work, 1, tmp_path / "serve.log")
+    assert info["state"] == "succeeded"
+    after = {p.name: json.loads(p.read_text())["attempt"]
+             for p in job_dir.glob("s0/map-done/*.json")}
+    assert {k: after[k] for k in before} == before, "a committed task was redone"
+    expected = Counter(w for ln in lines for w in ln.split())
+    assert dict(read_output(out / info["job_id"])) == dict(expected)
