@@ -88,20 +88,26 @@ def jobs(work_dir: str | None, s3_endpoint: str | None, as_json: bool) -> None:
 def wait(job_id: str, work_dir: str | None, s3_endpoint: str | None,
          timeout: float | None) -> None:
     """Wait until JOB_ID succeeds (exit 0) or fails (exit 1)."""
-    from .jobstate import status as job_status
+    from . import layout
+    from .jobstate import is_finished, status as job_status
     work = _open_work(work_dir, s3_endpoint)
     _require_job(work, job_id)
     deadline = None if timeout is None else time.time() + timeout
     delay = 0.05
     while True:
-        st = job_status(work, job_id)
-        if st["phase"] == "succeeded":
-            click.echo(f"job {job_id} succeeded in {st['elapsed_seconds']:.2f} s -> {st['output']}")
-            return
-        if st["phase"] == "failed":
-            raise SmrError(f"job {job_id} failed: {st['error']}")
-        if deadline is not None and time.time() > deadline:
-            click.echo(f"smr: error: job {job_id} still {st['phase']} after {timeout} s", err=True)
+        # Two heads a poll; the full status (which reads every commit record) only at the end.
+        finished = is_finished(work, job_id)
+        failed = work.head(layout.failed_key(job_id)) is not None
+        if finished or failed or (deadline is not None and time.time() > deadline):
+            st = job_status(work, job_id)
+            if st["phase"] == "succeeded":
+                click.echo(f"job {job_id} succeeded in {st['elapsed_seconds']:.2f} s "
+                           f"-> {st['output']}")
+                return
+            if st["phase"] == "failed":
+                raise SmrError(f"job {job_id} failed: {st['error']}")
+            click.echo(f"smr: error: job {job_id} still {st['phase']} after {timeout} s",
+                       err=True)
             raise SystemExit(2)
         time.sleep(delay)
         delay = min(1.0, delay * 1.5)

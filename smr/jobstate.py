@@ -145,6 +145,21 @@ def record_failure(work: Store, event: dict[str, Any], kind: str, message: str) 
                                   "attempt": event.get("attempt", "unknown")})
 
 
+def is_finished(work: Store, job_id: str) -> bool:
+    """True once the job's output is visible: its summary is final and ``_SUCCESS`` written.
+
+    The summary is written twice, before and after ``_SUCCESS``; only the second has the
+    finalize time, so a reader never takes a job for finished while its output is not.
+    """
+    if work.head(layout.summary_key(job_id)) is None:
+        return False
+    try:
+        summary = layout.read_json(work, layout.summary_key(job_id))
+    except Exception:  # removed meanwhile
+        return False
+    return "finalize" in summary.get("phases", {})
+
+
 def mark_failed(work: Store, job_id: str, message: str) -> None:
     if work.head(layout.failed_key(job_id)) is None:
         layout.write_json(work, layout.failed_key(job_id), {"message": message, "ended": _now_iso()})
@@ -235,7 +250,7 @@ class JobState:
         return self._records[key]
 
     def finished(self) -> bool:
-        return self.work.head(layout.summary_key(self.job_id)) is not None
+        return is_finished(self.work, self.job_id)
 
     def failed_message(self) -> str | None:
         if self.work.head(layout.failed_key(self.job_id)) is None:
@@ -577,7 +592,7 @@ def list_jobs(work: Store) -> list[dict[str, Any]]:
             entry = layout.read_json(work, layout.index_key(name))
         except Exception:
             continue
-        if work.head(layout.summary_key(name)) is not None:
+        if is_finished(work, name):
             entry["state"] = "succeeded"
         elif work.head(layout.failed_key(name)) is not None:
             entry["state"] = "failed"

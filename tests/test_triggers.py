@@ -20,7 +20,7 @@ from smr.cli import main
 from smr.driver import run_job
 from smr.storage import open_store
 
-from helpers import EXAMPLES, expected_word_counts, input_files, read_output
+from helpers import EXAMPLES, input_files, read_output
 
 WAIT_S = 90
 
