@@ -455,8 +455,9 @@ def _ensure(st: JobState, rnd: Round, launcher: Launcher, relaunch: bool, notify
     if not again:
         return 0
     events = rnd.build(again)
-    if rnd.tree_root:
-        # A relaunched node of the tree invokes its children again unless it already had.
+    if rnd.tree_root and not relaunch:
+        # A retried node of the tree invokes its children unless it already had: they are not
+        # retried otherwise if it failed before invoking them. (A resume relaunches them all.)
         events = [{**e, "tree": {"size": len(rnd.names)}} for e in events]
         for e in events:
             e.pop("splits", None)

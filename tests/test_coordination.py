@@ -396,3 +396,15 @@ def test_strategies_from_the_config_file_and_the_command_line(tmp_path, corpus):
     bad.write_text(cfg.read_text().replace("fanout: tree", "fanout: sideways"))
     r = CliRunner().invoke(main, ["run", str(bad)])
     assert r.exit_code == 1 and "field 'fanout'" in r.output
+
+
+def test_a_two_step_job_under_the_coordinator(tmp_path, corpus):
+    import heapq
+    s = run_job(str(EXAMPLES / "top_words.py"), input=[str(corpus)], output=str(tmp_path / "out"),
+                work_dir=str(tmp_path / "work"), reducers=3, split_size=3000, fanout="tree")
+    counts = expected_word_counts(corpus)
+    assert read_output(tmp_path / "out") == heapq.nsmallest(
+        10, counts.items(), key=lambda wc: (-wc[1], wc[0]))
+    assert s["tasks"]["reduce"] == 3 + 1 and len(s["steps"]) == 2
+    st = jobstate.status(open_store(str(tmp_path / "work")), s["job_id"])
+    assert st["tasks"]["step 2 map"]["done"] == 3 and st["tasks"]["step 2 reduce"]["done"] == 1
