@@ -54,7 +54,7 @@ def describe_status(st: dict[str, Any]) -> str:
              f" [{st['start']} start, {st['fanout']} fan-out, {st['reduce']} reduce]"]
     for name, t in st["tasks"].items():
         lines.append(f"  {name:<16} {t['done']:>6}/{t['total']:<6} done  {t['running']:>5} running"
-                     f"  {t['failed']:>4} failed")
+                     f"  {t['pending']:>5} pending  {t['failed']:>4} failed attempts")
     b = st["bytes"]
     lines.append(f"  bytes: {b['input']} in, {b['read']} read, {b['shuffled']} shuffled, "
                  f"{b['written']} written")

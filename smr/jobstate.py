@@ -540,6 +540,7 @@ def status(work: Store, job_id: str) -> dict[str, Any]:
                 except Exception:  # cleaned up under us by a finishing job
                     pass
     for label, entry in phases.items():
+        entry["pending"] = max(0, entry["total"] - entry["done"] - entry["running"])
         if current is None and entry["done"] < entry["total"]:
             current = label
     if summary is not None:

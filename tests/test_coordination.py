@@ -408,3 +408,33 @@ def test_a_two_step_job_under_the_coordinator(tmp_path, corpus):
     assert s["tasks"]["reduce"] == 3 + 1 and len(s["steps"]) == 2
     st = jobstate.status(open_store(str(tmp_path / "work")), s["job_id"])
     assert st["tasks"]["step 2 map"]["done"] == 3 and st["tasks"]["step 2 reduce"]["done"] == 1
+
+
+def test_an_event_job_whose_task_always_fails_ends_failed(tmp_path):
+    from smr.platforms.base import InvocationError, destination_record
+    job = tmp_path / "broken.py"
+    job.write_text("import smr\nclass Broken(smr.Job):\n    def map(self, line):\n"
+                   "        if line == 'poison':\n            raise ValueError('poisoned line')\n"
+                   "        yield line, 1\n")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("ok\n" * 50 + "poison\n" + "ok\n" * 50)
+    work_url = str(tmp_path / "work")
+    work = open_store(work_url)
+    settings = make_settings(split_size=100, work_dir=work_url, max_attempts=3, platform="inline")
+    create_job(work, job_id="broken", job=load_job(str(job)), code=None, settings=settings,
+               inputs=[str(tmp_path / "in")], output_url=str(tmp_path / "out"),
+               work_url=work_url, start="event")
+    pool = _Pool(7)
+    jobstate.advance(work, "broken", pool, notify=True)
+    while pool.events:
+        event = pool.events.pop(pool.rnd.randrange(len(pool.events)))
+        try:
+            handler(json.loads(json.dumps(event)), pool.context())
+        except Exception as e:  # what the host does with a failed asynchronous invocation
+            handler(destination_record(event, InvocationError("error", str(e))), pool.context())
+    st = jobstate.status(work, "broken")
+    assert st["phase"] == "failed"
+    assert "failed after 3 attempts" in st["error"] and "poisoned line" in st["error"]
+    poisoned = [k for k, n in pool.launched.items() if n > 1]
+    assert len(poisoned) == 1 and pool.launched[poisoned[0]] == 3
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
