@@ -420,12 +420,31 @@ def json_column(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     t = arr.type
     if arr.null_count == 0:
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            if not pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
-                return pc.binary_join_element_wise('"', arr, '"', "")
-        elif pa.types.is_integer(t):
+            return pc.binary_join_element_wise('"', _json_escape(arr), '"', "")
+        if pa.types.is_integer(t):
             return pc.cast(arr, pa.string())
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     return pa.array([dumps(v) for v in arr.to_pylist()], type=pa.string())
+
+
+# json's escapes, in the order that keeps them apart: the backslash first.
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                  "\b": "\\b", "\f": "\\f"}
+
+
+def _json_escape(arr: pa.Array) -> pa.Array:
+    """json.dumps's escaping of str contents, by vectorized replaces of what occurs."""
+    if not pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
+        return arr
+    for ch, rep in _SHORT_ESCAPES.items():
+        if pc.any(pc.match_substring(arr, ch)).as_py():
+            arr = pc.replace_substring(arr, ch, rep)
+    if pc.any(pc.match_substring_regex(arr, r"[\x00-\x1f]")).as_py():
+        for code in range(32):
+            ch = chr(code)
+            if ch not in _SHORT_ESCAPES and pc.any(pc.match_substring(arr, ch)).as_py():
+                arr = pc.replace_substring(arr, ch, f"\\u{code:04x}")
+    return arr
 
 
 def format_lines(table: pa.Table, key: str) -> bytes:

@@ -189,3 +189,16 @@ def test_declaration_mistakes_fail_before_running(tmp_path, corpus):
         run_job(BadAgg(), input=[str(corpus)], output=str(tmp_path / "o1"))
     with pytest.raises(JobFailed, match="without the key column 'key'"):
         run_job(NoKey(), input=[str(corpus)], output=str(tmp_path / "o2"), max_attempts=1)
+
+
+def test_vectorized_json_matches_json_dumps():
+    from smr.columnar import json_column
+    rnd = random.Random(3)
+    alphabet = [chr(c) for c in range(128)] + ["ü", "日", "\u2028", "\U0001f600"]
+    strings = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12))) for _ in range(2000)]
+    assert json_column(pa.array(strings)).to_pylist() == \
+        [json.dumps(s, ensure_ascii=False) for s in strings]
+    ints = [rnd.randint(-2**62, 2**62) for _ in range(100)]
+    assert json_column(pa.array(ints)).to_pylist() == [json.dumps(i) for i in ints]
+    floats = [rnd.uniform(-1e20, 1e20) for _ in range(100)] + [0.1, 1e16, -0.0, float("inf")]
+    assert json_column(pa.array(floats)).to_pylist() == [json.dumps(f) for f in floats]
