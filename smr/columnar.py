@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .api import is_columnar  # noqa: F401  (re-exported)
 from .formats import RecordError, _decode_skipping, decode_lines, read_blocks
 from .shuffle import packb
 from .storage.base import Store
@@ -275,18 +274,20 @@ def _types(job: Any) -> dict[str, pa.DataType]:
     return out
 
 
+def _skip_rows(url: str, offset: int, on_bad: Callable[[RecordError, bytes], None]) -> Callable:
+    def handler(row: Any) -> str:
+        on_bad(RecordError(url, offset, f"bad CSV row: {row.text!r:.200}"), (row.text or "").encode())
+        return "skip"
+    return handler
+
+
 def iter_csv_batches(job: Any, store: Store, key: str, start: int, end: int,
                      on_bad: Callable[[RecordError, bytes], None] | None) -> Iterator[tuple[int, pa.RecordBatch]]:
     import pyarrow.csv as pcsv
     url = store.child_url(key)
     names = job.COLUMNS
     for offset, raw in read_blocks(store, key, start, end):
-        handler = None
-        if on_bad is not None:
-            def handler(row: Any, _offset: int = offset) -> str:
-                on_bad(RecordError(url, _offset, f"bad CSV row: {row.text!r:.200}"),
-                       (row.text or "").encode())
-                return "skip"
+        handler = _skip_rows(url, offset, on_bad) if on_bad is not None else None
         read = pcsv.ReadOptions(column_names=names, autogenerate_column_names=names is None,
                                 block_size=len(raw) + 1, use_threads=False)
         parse = pcsv.ParseOptions(invalid_row_handler=handler)
