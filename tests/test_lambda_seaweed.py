@@ -5,10 +5,17 @@ import pytest
 
 from smr.driver import run_job
 
-from aws_helpers import local_lambda
+from aws_helpers import local_lambda, loopback_only
 from helpers import EXAMPLES, expected_word_counts, read_output
 from s3_helpers import read_store_output, upload_dir
 from test_examples import make_uservisits
+
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    loopback_only(monkeypatch)
+
 
 CASES = [  # example, data, reducers, split size, invocation mode
     ("wordcount.py", "corpus", 3, 4_000, "sync"),
