@@ -18,7 +18,7 @@ def _no_network(monkeypatch):
 
 
 CASES = [  # example, data, reducers, split size, invocation mode
-    ("wordcount.py", "corpus", 3, 4_000, "sync"),
+    ("wordcount.py", "corpus", 3, 8_000, "sync"),
     ("top_words.py", "corpus", 2, 8_000, "event"),
     ("query2a.py", "uservisits", 3, 20_000, "sync"),
 ]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import iam
-from .package import ZIP_LIMIT_DIRECT, Package, PackageError, build_package, default_runtime
+from .package import (ZIP_LIMIT_DIRECT, Package, PackageError, build_package, default_runtime,
+                      job_entry)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,18 @@ def deploy(settings: Any, *, watch: str | None = None, function_name: str | None
     from botocore.exceptions import BotoCoreError, ClientError
     clients = _Clients(settings.region, settings.s3_endpoint)
     try:
+        entry = job_entry(settings.job)
+    except PackageError as e:
+        raise DeployError(str(e)) from None
+    # Settings are checked (plan) before anything slow or remote happens.
+    make_plan(settings, watch=watch, function_name=function_name, region=clients.region,
+              account="000000000000", ephemeral_mb=ephemeral_mb, runtime=runtime,
+              architecture=architecture, job_entry=entry)
+    try:
         account = clients.account()
+        plan = make_plan(settings, watch=watch, function_name=function_name,
+                         region=clients.region, account=account, ephemeral_mb=ephemeral_mb,
+                         runtime=runtime, architecture=architecture, job_entry=entry)
         with tempfile.TemporaryDirectory(prefix="smr-deploy-") as tmp:
             try:
                 pkg = build_package(os.path.join(tmp, "smr-lambda.zip"), job=settings.job,
@@ -187,10 +199,6 @@ def deploy(settings: Any, *, watch: str | None = None, function_name: str | None
                                     runtime=runtime, architecture=architecture, zip_limit=None)
             except PackageError as e:
                 raise DeployError(str(e)) from None
-            plan = make_plan(settings, watch=watch, function_name=function_name,
-                             region=clients.region, account=account, ephemeral_mb=ephemeral_mb,
-                             runtime=runtime, architecture=architecture,
-                             job_entry=pkg.job_entry)
             echo(f"package: {pkg.zipped_bytes / 2**20:.1f} MB zipped, "
                  f"{pkg.unzipped_bytes / 2**20:.1f} MB unzipped ({', '.join(pkg.distributions)})")
             return _deploy(clients, plan, pkg, settings, role_arn, directory, echo)

@@ -180,6 +180,11 @@ def _job_files(job_ref: str | None) -> tuple[list[tuple[Path, str]], str | None]
     return [(origin, origin.name)], job_ref
 
 
+def job_entry(job_ref: str | None) -> str | None:
+    """The job's reference inside the package (the function's SMR_JOB), without building it."""
+    return _job_files(job_ref)[1]
+
+
 def _installed_paths() -> list[str]:
     import sysconfig
     return [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")]
