@@ -66,6 +66,10 @@ def main(verbose: int) -> None:
 @click.option("--bad-records", type=click.Choice(["fail", "skip"]), help="Policy for bad records.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output.")
 @click.option("--keep-intermediates", is_flag=True, default=None, help="Keep shuffle data.")
+@click.option("--fanout", type=click.Choice(["direct", "tree"]),
+              help="Invoke mappers directly (default) or as MARLA's logarithmic tree.")
+@click.option("--reduce", type=click.Choice(["shuffle", "tree"]),
+              help="R reducers (shuffle, default) or rounds of tree reduction (associative jobs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON on stdout.")
 def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     """Run JOB to completion.
@@ -140,6 +144,9 @@ def generate(kind: str, size: int, output: str, seed: int, files: int) -> None:
     click.echo(f"wrote {len(paths)} file(s), {size / 2**20:.1f} MB of {kind} to {output} "
                f"in {time.time() - t:.1f} s")
 
+
+from . import cli_coord  # noqa: E402,F401
+from . import cli_store  # noqa: E402,F401  (smr ls / cat / cp)
 
 if __name__ == "__main__":
     main()

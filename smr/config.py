@@ -71,6 +71,16 @@ class JobSettings(BaseModel):
     keep_intermediates: bool = False
     bad_records: Literal["fail", "skip"] = "fail"
     buffer_mb: float | None = Field(None, gt=0, description="spill threshold per task, MB")
+    fanout: Literal["direct", "tree"] = Field(
+        "direct", description="how mappers are invoked: direct (a pool of invoker threads) or "
+                              "tree (MARLA's logarithmic tree: each mapper invokes its children)")
+    reduce: Literal["shuffle", "tree"] = Field(
+        "shuffle", description="shuffle (R reducers, one partition each) or tree (rounds of "
+                               "reducers over batches; needs ASSOCIATIVE = True)")
+    reduce_fan_in: int = Field(4, ge=2, le=1000,
+                               description="inputs per tree-reduce task (batches of at least 2)")
+    invoker_threads: int = Field(16, ge=1, le=1000,
+                                 description="threads that invoke functions for direct fan-out")
     # AWS Lambda (platform "lambda"); see docs/aws.md.
     lambda_function: str = Field("smr-worker", min_length=1, max_length=140,
                                  description="name or ARN of the deployed Lambda function")

@@ -13,10 +13,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import layout, metrics
-from .api import Job
+from . import jobstate, layout, metrics
+from .api import Job, is_columnar
 from .config import JobSettings, make_settings
 from .jobload import load_job, pickle_job
+from .partition import encode_boundaries, job_partitioner_kind, overrides_partitioner
 from .planner import choose_split_size, list_inputs, plan_map_tasks
 from .platforms.base import InvocationError, Platform, PayloadTooLarge, encode_event
 from .storage import Store, open_store, process_local, url_scheme
@@ -97,13 +98,35 @@ def run_job(job: Job | str, *, settings: JobSettings | None = None,
         settings = make_settings(**{**settings.model_dump(exclude_unset=True), **overrides})
     if isinstance(job, str):
         job = load_job(job)
+    _check_process_local([*settings.input, settings.output or "",
+                          settings.work_dir or default_work_dir()], settings.platform, platform)
     own_platform = platform is None
     platform = platform or make_platform(settings)
     try:
-        return JobRun(job, settings, platform, progress or Progress()).run()
+        if settings.fanout != "direct" or settings.reduce != "shuffle":
+            from .coordinated import run_coordinated
+            return run_coordinated(job, settings, platform, progress or Progress())
+        run = JobRun(job, settings, platform, progress or Progress())
+        try:
+            return run.run()
+        except JobFailed as e:
+            if e.job_id:  # so `smr status` from any process says why
+                jobstate.mark_failed(run.work, e.job_id, str(e))
+            raise
     finally:
         if own_platform:
             platform.close()
+
+
+def _check_job(job: Job) -> None:
+    """Declaration mistakes fail at once, before any task runs."""
+    try:
+        job_partitioner_kind(job)
+        if is_columnar(job):
+            from .columnar import Spec
+            Spec.of(job)
+    except ValueError as e:
+        raise JobFailed(str(e)) from None
 
 
 def _norm(url: str) -> str:
@@ -113,10 +136,13 @@ def _norm(url: str) -> str:
     return url.rstrip("/")
 
 
-def _check_process_local(urls: list[str], platform: str) -> None:
+def _check_process_local(urls: list[str], name: str, platform: Platform | None) -> None:
+    """memory:// data is invisible to other processes: refuse it unless tasks run in this one."""
+    from .platforms.inline import InlinePlatform
+    in_process = isinstance(platform, InlinePlatform) if platform is not None else name == "inline"
     for url in urls:
-        if process_local(url) and platform != "inline":
-            raise JobFailed(f"{url}: memory:// data lives in one process, but the {platform} "
+        if process_local(url) and not in_process:
+            raise JobFailed(f"{url}: memory:// data lives in one process, but the {name} "
                             "platform runs tasks in other processes; use --platform inline, "
                             "or a shared store (a local path, s3://)")
 
@@ -138,6 +164,7 @@ class JobRun:
         self.steps = job.steps()
         if not self.steps:
             raise JobFailed(f"{type(job).__name__}.steps() returned no steps")
+        _check_job(job)
         self.settings = settings
         self.platform = platform
         self.progress = progress
@@ -145,9 +172,12 @@ class JobRun:
         self.store_options = settings.store_options()
         self.work_url = _norm(settings.work_dir or default_work_dir())
         self.output_url = _norm(settings.output)
-        _check_process_local([*settings.input, self.output_url, self.work_url], settings.platform)
         self.work = open_store(self.work_url, self.store_options)
         self.out = open_store(self.output_url, self.store_options)
+        for what, store in (("output", self.out), ("work dir", self.work)):
+            if getattr(store, "read_only", False):
+                raise JobFailed(f"{what} {store.url} is read-only; use a local path, s3:// or "
+                                "another writable store")
         self.stats = RunStats()
         self.phases: dict[str, float] = collections.defaultdict(float)
         self.commits: list[dict[str, Any]] = []
@@ -178,11 +208,14 @@ class JobRun:
         }
         self.work.put(layout.code_key(self.job_id), pickle_job(self.job))
         layout.write_json(self.work, layout.spec_key(self.job_id), spec)
+        jobstate.record_created(self.work, spec, tasks,
+                                [s.reducers or self.settings.reducers for s in self.steps], started)
         self.progress.job_started(self.job_id, self.work_url)
         self.phases["plan"] += time.time() - t
         log.info("job %s: %d input objects, %d bytes, %d map tasks of ~%d bytes",
                  self.job_id, len(objects), total, len(tasks), split)
 
+        boundaries = self._range_boundaries(tasks)
         sources: list[str] = []
         step_summaries = []
         for index, step in enumerate(self.steps):
@@ -192,6 +225,9 @@ class JobRun:
             if index == 0:
                 map_events = [{**base, "role": "map", "task": i, "partitions": reducers,
                                "splits": t_["splits"]} for i, t_ in enumerate(tasks)]
+                if boundaries is not None:
+                    for ev in map_events:
+                        ev["boundaries"] = boundaries
                 map_bytes = total
             else:
                 map_events = [{**base, "role": "map", "task": i, "partitions": reducers,
@@ -213,6 +249,18 @@ class JobRun:
                                    "map_seconds": round(maps.seconds, 3),
                                    "reduce_seconds": round(reduces.seconds, 3)})
         return self._finalize(started, total, len(objects), step_summaries)
+
+    def _range_boundaries(self, tasks: list[dict[str, Any]]) -> str | None:
+        """Sampled boundary keys (encoded) when the job asks for a range partitioner."""
+        if job_partitioner_kind(self.job) != "range" or overrides_partitioner(self.job):
+            return None
+        from .sampling import sample_boundaries
+        t = time.time()
+        reducers = self.steps[0].reducers or self.settings.reducers
+        splits = [s for t_ in tasks for s in t_["splits"]]
+        bounds = sample_boundaries(self.job, splits, self._open, reducers)
+        self.phases["sample"] += time.time() - t
+        return encode_boundaries(bounds)
 
     def _check_output(self) -> None:
         for u in self.settings.input:
@@ -330,6 +378,7 @@ class TaskRunner:
         self.results: list[dict[str, Any] | None] = [None] * len(events)
         self.retries = 0
         self.bytes_done = 0
+        self._attempt_ids: dict[int, str] = {}
         self.outcomes: Any = None  # a StoreOutcomes, for platforms that do not report results
 
     def _bytes_of(self, commit: dict[str, Any]) -> int:
@@ -389,6 +438,7 @@ class TaskRunner:
         run = self.run_
         self.attempts[i] += 1
         event = watched = {**self.events[i], "attempt": uuid.uuid4().hex[:12]}
+        self._attempt_ids[i] = event["attempt"]
         try:
             encode_event(event)
         except PayloadTooLarge:
@@ -415,6 +465,11 @@ class TaskRunner:
         run = self.run_
         run.stats.failures[err.kind] += 1
         ev = self.events[i]
+        try:  # for `smr status` and `smr resume`: the attempt counts even if this client dies
+            jobstate.record_failure(run.work, {**ev, "attempt": self._attempt_ids.get(i, "")},
+                                    err.kind, err.message)
+        except Exception:
+            log.debug("could not record the failure of %s task %d", self.name, i, exc_info=True)
         run.stats.failure_log.append({"phase": self.phase, "step": ev["step"], "task": i,
                                       "attempt": self.attempts[i], "kind": err.kind,
                                       "message": err.message})

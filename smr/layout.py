@@ -98,6 +98,60 @@ def commit_once(store: Store, key: str, record: dict[str, Any]) -> dict[str, Any
     return record
 
 
+# -- coordination state (see smr/jobstate.py) -------------------------------------------------
+#
+#   index/<id>.json                                 one small record per job, for `smr jobs`
+#   jobs/<id>/plan.json                             map tasks' splits, reducers per step, start
+#   jobs/<id>/failed.json                           why the job failed (absent while it can go on)
+#   jobs/<id>/rounds/<round>/launched               create-once: the round's tasks were launched
+#   jobs/<id>/rounds/<round>/<task>-a<n>            create-once: attempt n of a task was launched
+#   jobs/<id>/rounds/finalize                       create-once: one process finalizes
+#   jobs/<id>/s<step>/<phase>-run/<task>-<attempt>.json     an attempt started (for status)
+#   jobs/<id>/s<step>/<phase>-failed/<task>-<attempt>.json  an attempt failed, and why
+#   jobs/<id>/s<step>/tree-done/<part>-<round>-<index>.json a tree-reduce task's commit record
+#
+# Task names are zero-padded and compared whole, never as substrings, so task 1 is never
+# mistaken for task 10.
+
+def index_key(job_id: str) -> str:
+    return f"index/{job_id}.json"
+
+
+def plan_key(job_id: str) -> str:
+    return f"jobs/{job_id}/plan.json"
+
+
+def failed_key(job_id: str) -> str:
+    return f"jobs/{job_id}/failed.json"
+
+
+def marker_key(job_id: str, round_name: str, name: str = "launched") -> str:
+    return f"jobs/{job_id}/rounds/{round_name}/{name}"
+
+
+def finalize_marker_key(job_id: str) -> str:
+    return f"jobs/{job_id}/rounds/finalize"
+
+
+def attempt_prefix(job_id: str, step: int, phase: str, kind: str) -> str:
+    """``kind`` is ``run`` or ``failed``."""
+    return f"jobs/{job_id}/s{step}/{phase}-{kind}/"
+
+
+def attempt_key(job_id: str, step: int, phase: str, kind: str, task_name: str,
+                attempt: str) -> str:
+    return f"{attempt_prefix(job_id, step, phase, kind)}{task_name}-{attempt}.json"
+
+
+def tree_name(part: int, round_: int, index: int) -> str:
+    return f"{part:05d}-{round_:03d}-{index:05d}"
+
+
+def tree_data_key(job_id: str, step: int, name: str, attempt: str) -> str:
+    # Under out/, so the cleanup of a finished job removes it with the other step outputs.
+    return f"jobs/{job_id}/s{step}/out/tree-{name}-{attempt}.bin"
+
+
 def error_prefix(job_id: str, step: int, phase: str) -> str:
     return f"jobs/{job_id}/s{step}/{phase}-errors/"
 

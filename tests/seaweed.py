@@ -133,7 +133,7 @@ def stop_seaweed(sw: Seaweed) -> None:
     if sw.proc.poll() is None:
         sw.proc.terminate()
         try:
-            sw.proc.wait(15)
+            sw.proc.wait(5)  # it may wait on idle client connections; the data is disposable
         except subprocess.TimeoutExpired:
             sw.proc.kill()
             sw.proc.wait(5)

@@ -48,7 +48,8 @@ def test_example_on_s3_equals_embedded(example, kind, reducers, split, seaweed, 
 
 
 def test_inputs_work_and_output_in_different_stores(seaweed, tmp_path, corpus):
-    """Local input with S3 output, S3 input with local output, and both inputs in one job."""
+    """Local input with S3 output; then local and S3 inputs in one job, with S3 work dir and
+    local output."""
     expected = dict(expected_word_counts(corpus))
     job = str(EXAMPLES / "wordcount.py")
     opts = dict(reducers=2, split_size=4_000, platform="local", s3_endpoint=seaweed.endpoint)
@@ -57,10 +58,7 @@ def test_inputs_work_and_output_in_different_stores(seaweed, tmp_path, corpus):
     run_job(job, input=[str(corpus)], output=out1, work_dir=str(tmp_path / "w1"), **opts)
     assert dict(read_store_output(out1, seaweed.options())) == expected
 
-    s3_in = upload_dir(corpus, seaweed.url("in"), seaweed.options())
-    run_job(job, input=[s3_in], output=str(tmp_path / "out2"), work_dir=seaweed.url("w2"), **opts)
-    assert dict(read_output(tmp_path / "out2")) == expected
-
+    s3_in = upload_dir(corpus / "tiny", seaweed.url("in"), seaweed.options())
     # Half the top-level files locally, the other half and the tiny/ directory on S3, one job.
     half = sorted(p for p in corpus.iterdir() if p.is_file())
     split_local = tmp_path / "half"
@@ -71,7 +69,7 @@ def test_inputs_work_and_output_in_different_stores(seaweed, tmp_path, corpus):
             (split_local / p.name).write_bytes(p.read_bytes())
         else:
             remote_half.put(p.name, p.read_bytes())
-    run_job(job, input=[str(split_local), remote_half.url, f"{s3_in}/tiny"],
+    run_job(job, input=[str(split_local), remote_half.url, s3_in],
             output=str(tmp_path / "out3"), work_dir=seaweed.url("w3"), **opts)
     assert dict(read_output(tmp_path / "out3")) == expected
 
@@ -95,3 +93,32 @@ def test_md5_prefixes_spread_intermediate_keys(seaweed, tmp_path, corpus):
     import heapq
     assert read_store_output(out, seaweed.options()) == heapq.nsmallest(
         10, counts.items(), key=lambda wc: (-wc[1], wc[0]))
+
+
+def test_smr_run_with_config_file_on_s3(seaweed, tmp_path, corpus):
+    """The real command: a config file names the S3 endpoint; results downloaded with smr cp."""
+    import json
+    import subprocess
+    import sys
+    s3_in = upload_dir(corpus, seaweed.url("in"), seaweed.options())
+    out = seaweed.url("out")
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"job: {EXAMPLES / 'wordcount.py'}\ninput: [{s3_in}]\noutput: {out}\n"
+                   f"work_dir: {seaweed.url('work')}\nreducers: 2\nsplit_size: 8KB\n"
+                   f"s3_endpoint: {seaweed.endpoint}\nmd5_prefixes: true\n")
+    r = subprocess.run([sys.executable, "-m", "smr", "run", str(cfg), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["output"] == out
+    r = subprocess.run([sys.executable, "-m", "smr", "cp", "-r", out, str(tmp_path / "dl"),
+                        "--s3-endpoint", seaweed.endpoint], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert dict(read_output(tmp_path / "dl")) == dict(expected_word_counts(corpus))
+    r = subprocess.run([sys.executable, "-m", "smr", "run", str(EXAMPLES / "wordcount.py"),
+                        "-i", "s3://no-such-bucket-smr/in", "-o", str(tmp_path / "o2"),
+                        "--s3-endpoint", seaweed.endpoint], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("smr: error: cannot read input "
+                                                        "s3://no-such-bucket-smr/in: no such bucket")

@@ -111,6 +111,17 @@ class Store(abc.ABC):
         with open(path, "rb") as f:
             self._put(key, f.read())
 
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object has the key; True when this call created it.
+
+        Backends with a conditional write (S3's ``If-None-Match: *``, a hard link) override this;
+        the fallback here is a head then a put, which two racing writers can both pass.
+        """
+        if self._head(key) is not None:
+            return False
+        self._put(key, data)
+        return True
+
     def _delete_many(self, keys: list[str]) -> None:
         for key in keys:
             self._delete(key)
@@ -146,6 +157,15 @@ class Store(abc.ABC):
         """Upload a local file (multipart where the backend supports it)."""
         self.requests.add("put")
         self._put_file(check_key(key), path)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create-once: write ``data`` only if ``key`` does not exist; True if this call wrote it.
+
+        Coordinators use this as a marker, so that of several racing or duplicated events exactly
+        one launches a round.
+        """
+        self.requests.add("put")
+        return self._put_if_absent(check_key(key), bytes(data))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` (a plain string prefix, as in S3), in key order."""

@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Iterator, TypeVar
 
 import fsspec
+import fsspec.config
 
 from .base import NotFound, ObjectInfo, Store, StoreError
 
@@ -65,7 +66,10 @@ class FsspecStore(Store):
         if self._fs_pid != pid:
             with self._lock:
                 if self._fs_pid != pid:
-                    self._fs_obj = self._cls(skip_instance_cache=True, **self._options)
+                    # fsspec's own configuration (FSSPEC_<PROTOCOL>_<OPTION> variables and
+                    # its config files) first, the store's options over it.
+                    opts = fsspec.config.apply_config(self._cls, dict(self._options))
+                    self._fs_obj = self._cls(skip_instance_cache=True, **opts)
                     self._fs_pid = pid
         return self._fs_obj
 
@@ -166,7 +170,10 @@ class FsspecStore(Store):
         path = self._path(key)
         try:
             info = self._call("stat", key, lambda: self.fs.info(path))
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError) as e:
+            # fsspec's http filesystem reports an unreachable server as a missing file.
+            if e.__cause__ is not None and _transient(e.__cause__):
+                raise StoreError(f"cannot reach {self.child_url(key)}: {e.__cause__}") from None
             return None
         if info.get("type") == "directory":
             return None

@@ -47,6 +47,19 @@ class LocalStore(Store):
             shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
 
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        tmp = self._tmp_path(path)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)  # atomic, and fails if the name exists: a true create-once
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+        return True
+
     def _tmp_path(self, path: str) -> str:
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)

@@ -90,7 +90,8 @@ class S3Store(Store):
     def __init__(self, url: str, *, s3_endpoint: str | None = None,
                  s3_region: str | None = None, s3_addressing: str | None = None,
                  s3_max_attempts: int = 8, s3_concurrency: int = 16,
-                 s3_upload_threads: int = 4, multipart_threshold: int = MULTIPART_THRESHOLD,
+                 s3_upload_threads: int = 4, s3_read_timeout: float = 60,
+                 multipart_threshold: int = MULTIPART_THRESHOLD,
                  part_size: int = PART_SIZE, **_other_backends: Any) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
         super().__init__(f"s3://{self.bucket}/{self.prefix}".rstrip("/"))
@@ -102,6 +103,7 @@ class S3Store(Store):
             raise StoreError(f"s3_addressing must be auto, path or virtual, not {s3_addressing!r}")
         self.addressing = s3_addressing or ("path" if self.endpoint else "auto")
         self.max_attempts = max(1, int(s3_max_attempts))
+        self.read_timeout = float(s3_read_timeout)
         self.upload_threads = max(1, int(s3_upload_threads))
         self.pool_size = max(10, int(s3_concurrency) + self.upload_threads)
         self.multipart_threshold = max(5 * MiB, int(multipart_threshold))
@@ -138,7 +140,7 @@ class S3Store(Store):
         config = Config(
             max_pool_connections=self.pool_size,
             retries={"total_max_attempts": 1, "mode": "standard"},  # we retry, see _call
-            connect_timeout=10, read_timeout=60, tcp_keepalive=True,
+            connect_timeout=10, read_timeout=self.read_timeout, tcp_keepalive=True,
             s3={"addressing_style": self.addressing}, **extra)
         session = boto3.session.Session()
         region = self.region or session.region_name or "us-east-1"
@@ -290,9 +292,7 @@ class S3Store(Store):
                            for n, off in enumerate(range(0, size, part))]
                 parts = [f.result() for f in futures]
             self.requests.add("put")
-            self._call("PUT", key, lambda: self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=full, UploadId=upload_id,
-                MultipartUpload={"Parts": parts}))
+            self._call("PUT", key, lambda: self._complete(key, upload_id, parts, size))
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
@@ -300,9 +300,26 @@ class S3Store(Store):
                 log.warning("could not abort multipart upload of %s: %s", self.child_url(key), e)
             raise
 
+    def _complete(self, key: str, upload_id: str, parts: list[dict[str, Any]], size: int) -> None:
+        from botocore.exceptions import ClientError
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self._full(key), UploadId=upload_id,
+                MultipartUpload={"Parts": parts})
+        except ClientError as e:
+            # A retry after a reply was lost: the first attempt completed the upload.
+            if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+            info = self._head(key)
+            if info is None or info.size != size:
+                raise
+
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        # AWS lists in UTF-8 byte order, but S3-compatible servers need not (SeaweedFS walks
-        # its directory tree: "a/b" before "a-c"), so sort: every caller wants all of it anyway.
+        if self.endpoint is None:
+            yield from self._list_pages(prefix)  # AWS lists in UTF-8 byte order, page by page
+            return
+        # S3-compatible servers need not (SeaweedFS walks its directory tree: "a/b" before
+        # "a-c"), so their listings are sorted here, which means reading them whole first.
         yield from sorted(self._list_pages(prefix), key=lambda o: o.key)
 
     def _list_pages(self, prefix: str) -> Iterator[ObjectInfo]:

@@ -7,8 +7,10 @@ from operator import length_hint
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import layout
+from ..api import is_columnar
 from ..formats import Block, RecordError, iter_blocks, record_parser
 from ..shuffle import CHECK_EVERY, MapOutput, freeze, iter_frames
+from ..partition import make_partitioner
 from ..spool import Spool
 from .task import TaskContext, describe_bad_output
 
@@ -17,12 +19,16 @@ log = logging.getLogger(__name__)
 
 def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with TaskContext(event, context, "map") as tc:
+        if is_columnar(tc.job):
+            from . import columnar_task  # imports pyarrow, which record jobs never need
+            return columnar_task.run_map(tc, event)
         step = tc.step
         commit_key = layout.commit_key(tc.job_id, tc.step_index, "map", tc.task)
         done = tc.work.head(commit_key)
         if done is not None:  # a duplicate invocation of a committed task: nothing to do
             return layout.read_json(tc.work, commit_key)
-        out = MapOutput(event["partitions"], step.combine, tc.buffer_bytes())
+        out = MapOutput(event["partitions"], step.combine, tc.buffer_bytes(),
+                        partitioner=make_partitioner(tc.job, event))
         try:
             mapper = _wrap_mapper(step.map, tc.job.INPUT_FORMAT if tc.step_index == 0 else None)
             tc.job.setup()

@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import zstandard
 
 from .. import layout
+from ..api import is_columnar
 from ..shuffle import FRAME_ENTRIES, ZSTD_LEVEL, Grouper, iter_frames, iter_pairs, packb
 from ..spool import Spool
 from .task import TaskContext
@@ -15,6 +16,9 @@ from .task import TaskContext
 
 def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with TaskContext(event, context, "reduce") as tc:
+        if is_columnar(tc.job):
+            from . import columnar_task  # imports pyarrow, which record jobs never need
+            return columnar_task.run_reduce(tc, event)
         commit_key = layout.commit_key(tc.job_id, tc.step_index, "reduce", tc.task)
         if tc.work.head(commit_key) is not None:
             return layout.read_json(tc.work, commit_key)

@@ -8,6 +8,7 @@ import time
 from typing import Any, Callable
 
 from ..formats import RecordError
+from ..jobstate import job_start_time
 from ..shuffle import SerializationError
 from .runtime import WARM
 
@@ -82,6 +83,7 @@ class TaskContext:
         requests["put"] = requests.get("put", 0) + 1  # the commit record itself
         self.metrics.update(
             started=self.started, ended=ended, duration_ms=duration_ms,
+            since_job_start_s=round(self.started - job_start_time(self.spec), 4),
             memory_mb=self.memory_mb,
             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             cold_start=self.cold_start,
