@@ -156,8 +156,13 @@ def plain_tiny(inp: str, out: str) -> None:
 def _lithops() -> Any:
     import lithops
     config = {"lithops": {"backend": "localhost", "storage": "localhost", "log_level": "WARNING"},
-              "localhost": {"worker_processes": WORKERS}}
+              "localhost": {"worker_processes": WORKERS, "runtime": sys.executable}}
     return lithops.FunctionExecutor(config=config)
+
+
+def _kw(ranges: list) -> list[dict]:
+    # Lithops spreads a tuple item over positional parameters; a dict item names them.
+    return [{"r": r} for r in ranges]
 
 
 def _merge_counters(results: list) -> Counter:
@@ -177,13 +182,13 @@ def _merge_sums(results: list) -> dict:
 
 def lithops_wordcount(inp: str, out: str) -> None:
     fexec = _lithops()
-    fexec.map_reduce(count_words, byte_ranges(input_files(inp)), _merge_counters)
+    fexec.map_reduce(count_words, _kw(byte_ranges(input_files(inp))), _merge_counters)
     write_pairs(out, sorted(fexec.get_result().items()))
 
 
 def lithops_query2a(inp: str, out: str) -> None:
     fexec = _lithops()
-    fexec.map_reduce(sum_revenue, byte_ranges(input_files(inp)), _merge_sums)
+    fexec.map_reduce(sum_revenue, _kw(byte_ranges(input_files(inp))), _merge_sums)
     write_pairs(out, sorted(fexec.get_result().items()))
 
 

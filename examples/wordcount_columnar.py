@@ -24,6 +24,8 @@ class WordCountColumnar(smr.Job):
             words = pc.split_pattern_regex(lines, NOT_WORD).flatten()
         else:
             words = pc.ascii_split_whitespace(lines).flatten()
-        words = pc.filter(words, pc.not_equal(words, ""))  # blank lines, leading separators
-        counts = pc.value_counts(words).flatten()
-        return pa.table({"key": counts[0], "count": counts[1]})
+        counts = pa.Table.from_struct_array(pc.value_counts(words))
+        # Splitting yields "" for blank lines and leading separators; drop it after counting,
+        # where it is one row, not before, where it is a pass over every word.
+        counts = counts.filter(pc.not_equal(counts["values"], ""))
+        return pa.table({"key": counts["values"], "count": counts["counts"]})

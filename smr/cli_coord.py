@@ -155,3 +155,162 @@ def timeline(job_id: str, work_dir: str | None, s3_endpoint: str | None, path: s
     except ImportError as e:
         raise SmrError(f"smr timeline needs matplotlib: pip install 'smr[plot]' ({e})") from None
     click.echo(f"wrote {path}: {n} task attempts")
+
+
+# -- event triggers -------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("job")
+@click.option("--watch", required=True, help="Prefix whose new objects start jobs.")
+@click.option("--output", "-o", required=True,
+              help="Output prefix; each job writes under OUTPUT/<job id>/.")
+@click.option("--name", help="Trigger name (default: from the job file).")
+@click.option("--window", type=float, default=0.0, show_default=True,
+              help="Seconds: one job for the objects arriving within a window (0: a job each).")
+@click.option("--poll", is_flag=True, help="Watch by listing the prefix (stores without "
+                                           "notifications, e.g. SeaweedFS).")
+@click.option("--platform", type=click.Choice(["local", "lambda"]), default="local",
+              show_default=True, help="Where the coordinator and tasks run.")
+@work_dir_option
+@endpoint_option
+@click.option("--reducers", "-r", type=int, help="Number of reduce partitions.")
+@click.option("--memory", type=int, help="Memory per function, MB (128-10240).")
+@click.option("--timeout", type=float, help="Seconds per invocation (at most 900).")
+@click.option("--concurrency", "-c", type=int, help="Functions running at once.")
+@click.option("--split-size", help="Bytes per map split, e.g. 64MB.")
+@click.option("--max-attempts", type=int, help="Attempts per task before the job fails.")
+@click.option("--bad-records", type=click.Choice(["fail", "skip"]), help="Policy for bad records.")
+@click.option("--fanout", type=click.Choice(["direct", "tree"]), help="Mapper fan-out.")
+@click.option("--reduce", type=click.Choice(["shuffle", "tree"]), help="Reduce strategy.")
+def deploy(job: str, watch: str, output: str, name: str | None, window: float, poll: bool,
+           platform: str, work_dir: str | None, s3_endpoint: str | None, **flags: Any) -> None:
+    """Register a trigger: every object created under --watch starts a run of JOB.
+
+    JOB is file.py, file.py:Class, package.module:Class, or a YAML/JSON config file. The jobs are
+    planned by a coordinator function, with no client; on the embedded store `smr serve` keeps
+    the trigger live.
+    """
+    import os
+    import re
+
+    from .config import CONFIG_SUFFIXES, ConfigError, load_config_file, make_settings
+    from .driver import _norm
+    from .jobload import JobLoadError, load_job
+    from .triggers import TriggerError, register
+    try:
+        values: dict[str, Any] = {}
+        source = ""
+        if job.endswith(CONFIG_SUFFIXES):
+            values = load_config_file(job)
+            source = job
+            if not values.get("job"):
+                raise ConfigError(f"{job}: field 'job': missing (name the job, e.g. wordcount.py)")
+            for ignored in ("input", "output", "overwrite"):
+                values.pop(ignored, None)  # a trigger's inputs and outputs come from events
+        else:
+            values["job"] = job
+        values.update({k: v for k, v in flags.items() if v is not None})
+        if s3_endpoint:
+            values["s3_endpoint"] = s3_endpoint
+        values["work_dir"] = _work_dir(work_dir)
+        settings = make_settings(source, **values)
+        job_obj = load_job(settings.job or job)
+        if name is None:
+            stem = os.path.splitext(os.path.basename((settings.job or job).split(":")[0]))[0]
+            name = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-") or "trigger"
+        work = _open_work(work_dir, s3_endpoint)
+        reg = register(work, name=name, job=job_obj, settings=settings, watch=_norm(watch),
+                       output=_norm(output), window=window, mode="poll" if poll else "auto",
+                       platform=platform)
+        if platform == "lambda":
+            _deploy_lambda(reg, settings, work.url)
+    except (ConfigError, JobLoadError, TriggerError) as e:
+        raise SmrError(str(e)) from None
+    how = {"notify": "store notifications", "poll": "polling"}[reg["mode"]]
+    click.echo(f"trigger {reg['name']}: new objects under {reg['watch']} start {reg['job_class']} "
+               f"jobs writing to {reg['output']}/<job id> ({how}"
+               f"{', window %g s' % window if window else ''}); "
+               + ("run `smr serve` to keep it live" if platform == "local" else "deployed"))
+
+
+def _deploy_lambda(reg: dict[str, Any], settings: Any, work_url: str) -> None:
+    try:
+        from .deploy import aws  # type: ignore[attr-defined]
+    except ImportError:
+        aws = None
+    fn = getattr(aws, "deploy", None)
+    if fn is None:
+        raise SmrError("--platform lambda needs smr.deploy.aws.deploy, which this installation "
+                       "does not have")
+    fn(registration=reg, settings=settings, work_dir=work_url)
+
+
+@main.command()
+@click.argument("name")
+@work_dir_option
+@endpoint_option
+def undeploy(name: str, work_dir: str | None, s3_endpoint: str | None) -> None:
+    """Remove the trigger NAME: new objects no longer start jobs (running jobs go on)."""
+    from .triggers import TriggerError, unregister
+    work = _open_work(work_dir, s3_endpoint)
+    try:
+        reg = unregister(work, name)
+    except TriggerError as e:
+        raise SmrError(str(e)) from None
+    if reg.get("platform") == "lambda":
+        try:
+            from .deploy import aws  # type: ignore[attr-defined]
+            fn = getattr(aws, "undeploy", None)
+        except ImportError:
+            fn = None
+        if fn is not None:
+            fn(registration=reg, work_dir=work.url)
+    click.echo(f"trigger {name} removed")
+
+
+@main.command()
+@work_dir_option
+@endpoint_option
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def triggers(work_dir: str | None, s3_endpoint: str | None, as_json: bool) -> None:
+    """The triggers registered in the work dir."""
+    from .triggers import list_triggers
+    regs = list_triggers(_open_work(work_dir, s3_endpoint))
+    if as_json:
+        click.echo(json.dumps(regs, indent=2, sort_keys=True))
+        return
+    for r in regs:
+        click.echo(f"{r['name']}  {r['watch']} -> {r['output']}  {r['job_class']}  "
+                   f"{r['mode']}{'  window %g s' % r['window'] if r.get('window') else ''}")
+
+
+@main.command()
+@work_dir_option
+@endpoint_option
+@click.option("--memory", type=int, default=1024, show_default=True, help="MB per function.")
+@click.option("--timeout", type=float, default=900, show_default=True,
+              help="Seconds per invocation.")
+@click.option("--concurrency", "-c", type=int, help="Functions running at once (default: CPUs).")
+@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+              help="Seconds between listings of polled prefixes.")
+@click.option("--idle-exit", type=float, help="Exit after this many seconds without work.")
+def serve(work_dir: str | None, s3_endpoint: str | None, memory: int, timeout: float,
+          concurrency: int | None, poll_interval: float, idle_exit: float | None) -> None:
+    """Keep the work dir's triggers live: deliver upload events and run the functions they start."""
+    import signal
+
+    from .config import default_concurrency
+    from .serve import Server
+    options = {"s3_endpoint": s3_endpoint} if s3_endpoint else {}
+    server = Server(_work_dir(work_dir), store_options=options, memory_mb=memory,
+                    timeout_s=timeout, concurrency=concurrency or default_concurrency(),
+                    poll_interval=poll_interval)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop.set())
+    click.echo(f"serving triggers of {server.work.url} (events queue {server.queue}); "
+               "Ctrl-C stops", err=True)
+    try:
+        server.run(idle_exit=idle_exit)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

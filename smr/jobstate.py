@@ -499,14 +499,10 @@ def status(work: Store, job_id: str) -> dict[str, Any]:
         for phase in ("map", "tree", "reduce"):
             done = st.done(step, phase)
             failed_names = st.failures(step, phase)
-            running = {n.rsplit("-", 1)[0] for n in st.listed(step, phase, "run")}
-            failed_attempts = {n for n in st.listed(step, phase, "failed")}
-            running_now = set()
-            for n in st.listed(step, phase, "run"):
-                name = n.rsplit("-", 1)[0]
-                if name not in done and n not in failed_attempts:
-                    running_now.add(name)
-            del running
+            failed_attempts = set(st.listed(step, phase, "failed"))
+            # Running: an attempt started, and neither it failed nor its task committed.
+            running_now = {n.rsplit("-", 1)[0] for n in st.listed(step, phase, "run")
+                           if n.rsplit("-", 1)[0] not in done and n not in failed_attempts}
             shown = SHOWN_PHASE[phase]
             label = shown if st.steps == 1 else f"step {step + 1} {shown}"
             entry = phases.setdefault(label, {"total": 0, "done": 0, "running": 0, "failed": 0})

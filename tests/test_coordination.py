@@ -160,6 +160,18 @@ def test_a_failed_task_is_retried_by_the_coordinator(tmp_path, fanout, reduce):
     assert s["retries"] == 1
     st = jobstate.status(open_store(str(tmp_path / "work")), s["job_id"])
     assert st["phase"] == "succeeded" and st["tasks"]["map"]["failed"] == 1
+    # The timeline has every committed task once, plus the failed attempt.
+    from smr.timeline import attempts
+    rows = attempts(open_store(str(tmp_path / "work")), s["job_id"])
+    committed = [r for r in rows if r["outcome"] == "committed"]
+    assert len(committed) == s["tasks"]["map"] + s["tasks"]["reduce"]
+    assert [r["outcome"] for r in rows if r["outcome"] != "committed"] == ["error"]
+    assert all(0 <= r["start"] <= r["end"] for r in rows)
+    png = tmp_path / "timeline.png"
+    r = CliRunner().invoke(main, ["timeline", s["job_id"], "--work-dir", str(tmp_path / "work"),
+                                  "-o", str(png)])
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # -- duplicated and reordered events --------------------------------------------------------------

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from .. import jobstate, layout
@@ -62,10 +64,27 @@ def _tree_node(work: Any, event: dict[str, Any], invoker: Any) -> dict[str, Any]
             invoker.invoke([{**event, "task": c, "attempt": uuid.uuid4().hex[:12]}
                             for c in children])
             work.put_if_absent(marker, b"")
-    plan = layout.read_json(work, layout.plan_key(event["job_id"]))
     own = {k: v for k, v in event.items() if k != "tree"}
-    own["splits"] = plan["tasks"][n]
+    own["splits"] = _plan(work, event["job_id"])["tasks"][n]
     return own
+
+
+_plans: "OrderedDict[tuple[str, str], dict[str, Any]]" = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def _plan(work: Any, job_id: str) -> dict[str, Any]:
+    """The job's plan, read once per function instance (a plan never changes once written)."""
+    key = (work.url, job_id)
+    with _plans_lock:
+        plan = _plans.get(key)
+    if plan is None:
+        plan = layout.read_json(work, layout.plan_key(job_id))
+        with _plans_lock:
+            _plans[key] = plan
+            while len(_plans) > 4:
+                _plans.popitem(last=False)
+    return plan
 
 
 def commit_event(event: dict[str, Any], key: str) -> dict[str, Any]:
