@@ -242,7 +242,16 @@ def _deploy_lambda(reg: dict[str, Any], settings: Any, work_url: str) -> None:
     if fn is None:
         raise SmrError("--platform lambda needs smr.deploy.aws.deploy, which this installation "
                        "does not have")
-    fn(registration=reg, settings=settings, work_dir=work_url)
+    from .deploy.aws import DeployError
+    from .deploy.package import PackageError
+    try:
+        fn(registration=reg, settings=settings, work_dir=work_url)
+    except (DeployError, PackageError) as e:
+        # Leave no registered trigger without the function that would serve it.
+        from .storage import open_store
+        from .triggers import unregister
+        unregister(open_store(work_url, settings.store_options()), reg["name"])
+        raise SmrError(f"trigger {reg['name']} not deployed: {e}") from None
 
 
 @main.command()
