@@ -9,7 +9,8 @@ Pair = tuple[Any, Any]
 MapFn = Callable[[Any], Iterable[Pair]]
 GroupFn = Callable[[Any, Iterator[Any]], Iterable[Pair]]
 
-#: Record formats a job can read; see smr.formats.
+#: Record formats a job can read; see smr.formats. Columnar jobs (map_batches) also read
+#: "parquet"; see smr.columnar.
 INPUT_FORMATS = ("text", "jsonl", "csv")
 
 
@@ -55,6 +56,31 @@ class Job:
     ASSOCIATIVE: bool = False
     #: While a map task runs: the URL of the input object the current record came from.
     input_url: str = ""
+    #: Which reducer gets a key: "hash" (a stable hash) or "range" (boundaries sampled from the
+    #: input, so the part files are globally sorted, as in TeraSort). See smr.partition.
+    PARTITIONER: str = "hash"
+
+    # -- the columnar fast path (smr.columnar): define map_batches instead of map ----------
+    #: The key column of what map_batches returns.
+    KEY: str = "key"
+    #: How value columns combine, vectorized on both sides of the shuffle:
+    #: {column: "sum" | "count" | "min" | "max" | "mean"}. None writes every row, sorted by key.
+    AGGREGATE: dict[str, str] | None = None
+    #: CSV inputs (no header line): the column names, types for some ({"col": "float64"}) and
+    #: the columns to read at all (None reads every column).
+    COLUMNS: list[str] | None = None
+    COLUMN_TYPES: dict[str, str] | None = None
+    SELECT: list[str] | None = None
+
+    def map_batches(self, batch: Any) -> Any:
+        """Columnar map: a ``pyarrow.RecordBatch`` of input rows in, a table or batch with the
+        ``KEY`` column and value columns out. Text input is one column, ``line``."""
+        raise NotImplementedError
+
+    def partitioner(self, key: Any, n: int) -> int:
+        """Override to choose the reducer (0 <= p < n) of a key yourself."""
+        from .shuffle import hash_partition
+        return hash_partition(key, n)
 
     def map(self, record: Any) -> Iterable[Pair]:
         raise NotImplementedError(f"{type(self).__name__} must define map(self, record)")
@@ -89,6 +115,11 @@ class Job:
         for (group, name), n in counters.items():
             out.setdefault(group, {})[name] = n
         return out
+
+
+def is_columnar(job: Job) -> bool:
+    """Whether a job takes the columnar fast path (defines map_batches)."""
+    return _overrides(job, "map_batches")
 
 
 def _overrides(job: Job, name: str) -> bool:

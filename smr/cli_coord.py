@@ -97,7 +97,7 @@ def wait(job_id: str, work_dir: str | None, s3_endpoint: str | None,
     while True:
         # Two heads a poll; the full status (which reads every commit record) only at the end.
         finished = is_finished(work, job_id)
-        failed = work.head(layout.failed_key(job_id)) is not None
+        failed = work.head(layout.failure_key(job_id)) is not None
         if finished or failed or (deadline is not None and time.time() > deadline):
             st = job_status(work, job_id)
             if st["phase"] == "succeeded":
@@ -240,15 +240,12 @@ def deploy(job: str, watch: str, output: str, name: str | None, window: float, p
 
 
 def _deploy_lambda(reg: dict[str, Any], settings: Any, work_url: str) -> None:
+    """The AWS side of a lambda trigger: the function, its role and the bucket notification."""
+    from .deploy import aws
     try:
-        from .deploy import aws  # type: ignore[attr-defined]
-    except ImportError:
-        aws = None
-    fn = getattr(aws, "deploy", None)
-    if fn is None:
-        raise SmrError("--platform lambda needs smr.deploy.aws.deploy, which this installation "
-                       "does not have")
-    fn(registration=reg, settings=settings, work_dir=work_url)
+        aws.deploy(settings, watch=reg["watch"], echo=lambda m: click.echo(m, err=True))
+    except aws.DeployError as e:
+        raise SmrError(str(e)) from None
 
 
 @main.command()
@@ -264,13 +261,13 @@ def undeploy(name: str, work_dir: str | None, s3_endpoint: str | None) -> None:
     except TriggerError as e:
         raise SmrError(str(e)) from None
     if reg.get("platform") == "lambda":
+        from .deploy import aws
+        settings = reg.get("settings") or {}
         try:
-            from .deploy import aws  # type: ignore[attr-defined]
-            fn = getattr(aws, "undeploy", None)
-        except ImportError:
-            fn = None
-        if fn is not None:
-            fn(registration=reg, work_dir=work.url)
+            aws.undeploy(function_name=settings.get("lambda_function"),
+                         region=settings.get("region"), echo=lambda m: click.echo(m, err=True))
+        except aws.DeployError as e:
+            raise SmrError(f"trigger {name} removed, but not its AWS resources: {e}") from None
     click.echo(f"trigger {name} removed")
 
 

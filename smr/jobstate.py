@@ -161,8 +161,8 @@ def is_finished(work: Store, job_id: str) -> bool:
 
 
 def mark_failed(work: Store, job_id: str, message: str) -> None:
-    if work.head(layout.failed_key(job_id)) is None:
-        layout.write_json(work, layout.failed_key(job_id), {"message": message, "ended": _now_iso()})
+    if work.head(layout.failure_key(job_id)) is None:
+        layout.write_json(work, layout.failure_key(job_id), {"message": message, "ended": _now_iso()})
 
 
 # -- state --------------------------------------------------------------------------------------
@@ -253,9 +253,9 @@ class JobState:
         return is_finished(self.work, self.job_id)
 
     def failed_message(self) -> str | None:
-        if self.work.head(layout.failed_key(self.job_id)) is None:
+        if self.work.head(layout.failure_key(self.job_id)) is None:
             return None
-        return layout.read_json(self.work, layout.failed_key(self.job_id)).get("message", "failed")
+        return layout.read_json(self.work, layout.failure_key(self.job_id)).get("message", "failed")
 
     # events
     @property
@@ -390,7 +390,8 @@ def fit_event(work: Store, event: dict[str, Any]) -> dict[str, Any]:
     except PayloadTooLarge:
         key = layout.event_key(event["job_id"],
                                f"s{event['step']}-{event['role']}-{task_name(event)}-{event['attempt']}")
-        layout.write_json(work, key, event)
+        # Store options stay inline: they may carry credentials.
+        layout.write_json(work, key, {k: v for k, v in event.items() if k != "store_options"})
         return {"work": event["work"], "store_options": event.get("store_options") or {},
                 "event_ref": key}
 
@@ -580,7 +581,7 @@ def status(work: Store, job_id: str) -> dict[str, Any]:
 
 def _ended(work: Store, job_id: str) -> float:
     try:
-        ended = layout.read_json(work, layout.failed_key(job_id)).get("ended", "")
+        ended = layout.read_json(work, layout.failure_key(job_id)).get("ended", "")
         return dt.datetime.fromisoformat(ended).timestamp()
     except Exception:
         return time.time()
@@ -596,7 +597,7 @@ def list_jobs(work: Store) -> list[dict[str, Any]]:
             continue
         if is_finished(work, name):
             entry["state"] = "succeeded"
-        elif work.head(layout.failed_key(name)) is not None:
+        elif work.head(layout.failure_key(name)) is not None:
             entry["state"] = "failed"
         else:
             entry["state"] = "running"

@@ -28,6 +28,7 @@ from urllib.parse import unquote_plus
 
 from . import jobstate, layout
 from .config import JobSettings, make_settings
+from .secrets import scrub
 from .storage import Store, join_url, url_scheme
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def register(work: Store, *, name: str, job: Any, settings: JobSettings, watch: 
         raise TriggerError(str(e)) from None
     reg = {"name": name, "job_class": type(job).__name__, "watch": watch.rstrip("/"),
            "output": output.rstrip("/"), "window": window, "mode": mode, "platform": platform,
-           "settings": settings.model_dump(mode="json"),
+           "settings": scrub(settings.model_dump(mode="json")),
            "created": dt.datetime.now(dt.timezone.utc).isoformat()}
     work.put(trigger_code_key(name), pickle_job(job))
     layout.write_json(work, trigger_key(name), reg)

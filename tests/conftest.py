@@ -21,3 +21,6 @@ def platform_name():
 @pytest.fixture
 def corpus(tmp_path):
     return make_awkward_corpus(tmp_path)
+
+
+from seaweed import seaweed  # noqa: E402,F401  (session fixture: a real S3 server)
