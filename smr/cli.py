@@ -123,9 +123,12 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
 def one_line_summary(s: dict[str, Any]) -> str:
     mb = s["input"]["bytes"] / 2**20
     secs = max(s["wall_seconds"], 1e-9)
+    faults = s.get("faults_injected") or {}
+    injected = (" (faults injected: " + ", ".join(f"{k} {v}" for k, v in faults.items()) + ")"
+                if faults else "")
     return (f"job {s['job_id']} {s['status']} in {secs:.2f} s: {s['tasks']['map']} map + "
             f"{s['tasks']['reduce']} reduce tasks, {mb:.1f} MB in ({mb / secs:.1f} MB/s), "
-            f"{s['records']['output']} records out, {s['retries']} retries, "
+            f"{s['records']['output']} records out, {s['retries']} retries{injected}, "
             f"est. ${s['cost_usd']:.6f} on AWS -> {s['output']}")
 
 

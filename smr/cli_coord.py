@@ -241,11 +241,17 @@ def deploy(job: str, watch: str, output: str, name: str | None, window: float, p
 
 def _deploy_lambda(reg: dict[str, Any], settings: Any, work_url: str) -> None:
     """The AWS side of a lambda trigger: the function, its role and the bucket notification."""
-    from .deploy import aws
+    from .deploy.aws import DeployError, deploy
+    from .deploy.package import PackageError
     try:
-        aws.deploy(settings, watch=reg["watch"], echo=lambda m: click.echo(m, err=True))
-    except aws.DeployError as e:
-        raise SmrError(str(e)) from None
+        deploy(registration=reg, settings=settings, work_dir=work_url,
+               echo=lambda m: click.echo(m, err=True))
+    except (DeployError, PackageError) as e:
+        # Leave no registered trigger without the function that would serve it.
+        from .storage import open_store
+        from .triggers import unregister
+        unregister(open_store(work_url, settings.store_options()), reg["name"])
+        raise SmrError(f"trigger {reg['name']} not deployed: {e}") from None
 
 
 @main.command()
@@ -261,12 +267,11 @@ def undeploy(name: str, work_dir: str | None, s3_endpoint: str | None) -> None:
     except TriggerError as e:
         raise SmrError(str(e)) from None
     if reg.get("platform") == "lambda":
-        from .deploy import aws
-        settings = reg.get("settings") or {}
+        from .deploy.aws import DeployError, undeploy as undeploy_aws
         try:
-            aws.undeploy(function_name=settings.get("lambda_function"),
-                         region=settings.get("region"), echo=lambda m: click.echo(m, err=True))
-        except aws.DeployError as e:
+            undeploy_aws(registration=reg, work_dir=work.url,
+                         echo=lambda m: click.echo(m, err=True))
+        except DeployError as e:
             raise SmrError(f"trigger {name} removed, but not its AWS resources: {e}") from None
     click.echo(f"trigger {name} removed")
 

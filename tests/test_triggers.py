@@ -180,6 +180,7 @@ def test_undeploy_stops_new_jobs(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--output", "{watch}/out"], "overlaps the watched prefix"),
     (["--output", "{tmp}/o", "--reduce", "tree", "--name", "Bad Name"], "trigger name"),
+    (["--output", "{tmp}/o", "--platform", "lambda"], "is not an s3:// URL"),
     (["--output", "{tmp}/o", "--window", "-1"], "window"),
 ])
 def test_deploy_errors_are_one_line(tmp_path, args, message):
