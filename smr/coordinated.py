@@ -20,6 +20,7 @@ from .config import JobSettings, make_settings
 from .jobload import pickle_job
 from .planner import choose_split_size, list_inputs, plan_map_tasks
 from .platforms.invoker import describe
+from .secrets import scrub
 from .storage import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,11 @@ def create_job(work: Store, *, job_id: str, job: Job, code: bytes | None, settin
         "created": dt.datetime.fromtimestamp(started_at, dt.timezone.utc).isoformat(),
         "started_at": started_at, "start": start,
         "output": output_url, "work": work_url, "inputs": inputs,
-        "store_options": options,
+        "store_options": scrub(options),
         "steps": len(steps), "memory": settings.memory,
         "bad_records": settings.bad_records, "buffer_mb": settings.buffer_mb,
         "md5_prefixes": settings.md5_prefixes,
-        "settings": settings.model_dump(mode="json"),
+        "settings": scrub(settings.model_dump(mode="json")),
         "input_objects": len(objects), "input_bytes": total, "split_size": split,
         "map_tasks": len(tasks), "reducers": reducers,
     }

@@ -390,7 +390,8 @@ def fit_event(work: Store, event: dict[str, Any]) -> dict[str, Any]:
     except PayloadTooLarge:
         key = layout.event_key(event["job_id"],
                                f"s{event['step']}-{event['role']}-{task_name(event)}-{event['attempt']}")
-        layout.write_json(work, key, event)
+        # Store options stay inline: they may carry credentials.
+        layout.write_json(work, key, {k: v for k, v in event.items() if k != "store_options"})
         return {"work": event["work"], "store_options": event.get("store_options") or {},
                 "event_ref": key}
 

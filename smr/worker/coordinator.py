@@ -70,7 +70,8 @@ def on_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     payload = event.get("requestPayload") or {}
     if "event_ref" in payload:
         store = WARM.store(payload["work"], payload.get("store_options"))
-        payload = layout.read_json(store, payload["event_ref"])
+        payload = {**layout.read_json(store, payload["event_ref"]),
+                   "store_options": payload.get("store_options") or {}}
     error = event.get("responsePayload") or {}
     kind = str(error.get("errorType", "error"))
     message = str(error.get("errorMessage", "failed"))
