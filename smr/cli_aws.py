@@ -130,6 +130,9 @@ def _default_region() -> str | None:
 @click.option("--runtime", help="Lambda runtime, e.g. python3.12 (default: this Python's).")
 @click.option("--architecture", type=click.Choice(["x86_64", "arm64"]), default="x86_64",
               show_default=True)
+@click.option("--columnar/--no-columnar", default=None,
+              help="Bundle numpy and pyarrow for columnar jobs (map_batches); default: when "
+                   "JOB is one.")
 @click.option("--template-only", is_flag=True,
               help="Print a CloudFormation/SAM template instead of deploying.")
 @click.option("--package-out", default="smr-lambda.zip", show_default=True,
@@ -137,7 +140,8 @@ def _default_region() -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment record as JSON.")
 @_deploy_errors
 def lambda_deploy(job: str | None, role_arn: str | None, ephemeral_mb: int,
-                  runtime: str | None, architecture: str, template_only: bool,
+                  runtime: str | None, architecture: str, columnar: bool | None,
+                  template_only: bool,
                   package_out: str, as_json: bool, **flags: Any) -> None:
     """Deploy smr's worker (and JOB, if given) as a Lambda function.
 
@@ -153,7 +157,7 @@ def lambda_deploy(job: str | None, role_arn: str | None, ephemeral_mb: int,
         from .deploy.template import ACCOUNT, REGION, template, to_yaml
         pkg = build_package(package_out, job=settings.job,
                             requirements=settings.lambda_requirements, runtime=runtime,
-                            architecture=architecture, zip_limit=None)
+                            architecture=architecture, zip_limit=None, columnar=columnar)
         plan = aws.make_plan(settings, watch=watch, region=REGION, account=ACCOUNT,
                              ephemeral_mb=ephemeral_mb, runtime=runtime,
                              architecture=architecture, job_entry=pkg.job_entry)
@@ -162,7 +166,7 @@ def lambda_deploy(job: str | None, role_arn: str | None, ephemeral_mb: int,
                    "upload it and pass CodeBucket/CodeKey", err=True)
         return
     record = aws.deploy(settings, watch=watch, role_arn=role_arn, ephemeral_mb=ephemeral_mb,
-                        runtime=runtime, architecture=architecture,
+                        runtime=runtime, architecture=architecture, columnar=columnar,
                         echo=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(record, indent=2, sort_keys=True))

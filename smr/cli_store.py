@@ -235,6 +235,9 @@ def copy_object(src: Store, key: str, size: int, dst: Store, dst_key: str) -> No
     if isinstance(src, LocalStore) and not isinstance(dst, LocalStore):
         dst.put_file(dst_key, src._path(key))  # (local to local must copy: put_file links)
         return
+    if not isinstance(dst, LocalStore) and dst._copy_from(src, key, dst_key):
+        dst.requests.add("put")
+        return  # server-side copy: no bytes through this machine
     if size <= CHUNK:
         dst.put(dst_key, src.get(key))
         return

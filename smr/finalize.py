@@ -97,6 +97,8 @@ def build_summary(st: JobState, commits: list[dict[str, Any]], failures: int) ->
         gbs += metrics.gb_seconds(m["duration_ms"], m["memory_mb"])
     metrics.add_requests(requests, st.work.requests.snapshot())
     invocations = len(commits) + failures
+    if spec.get("start") == "event":
+        invocations += len(commits) + 1  # the coordinator: once per commit, once for the upload
     cost = metrics.cost_estimate(gb_seconds=gbs, invocations=invocations, requests=requests)
 
     def total(cs: list[dict[str, Any]], k: str) -> int:

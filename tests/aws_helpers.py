@@ -25,6 +25,22 @@ def fake_aws_env(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("SMR_STATE_DIR", str(tmp_path / "smr-state"))
+    loopback_only(monkeypatch)
+
+
+def loopback_only(monkeypatch) -> None:
+    """Make any connection from this process to an address other than loopback fail loudly."""
+    import socket
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in (
+                "127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"test tried to reach {address!r}; only loopback is allowed")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @contextlib.contextmanager

@@ -215,7 +215,9 @@ def test_policy_is_least_privilege(account):
         assert "*" not in "".join(st["Action"])
         res = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
         assert all(r != "*" and not r.endswith(":::*") for r in res)
-    assert by_sid["InvokeSelf"]["Resource"].endswith(":function:smr-worker")
+    assert by_sid["InvokeSelf"]["Resource"] == [
+        "arn:aws:lambda:us-east-1:123456789012:function:smr-worker",
+        "arn:aws:lambda:us-east-1:123456789012:function:smr-worker:*"]
 
 
 def test_cli_iam_policy_matches_what_deploy_installs(account):
@@ -302,23 +304,33 @@ def test_package_over_the_direct_upload_limit_goes_through_the_work_bucket(accou
     assert boto3.client("lambda").list_functions()["Functions"] == []
 
 
-def test_smr_deploy_platform_lambda_registers_the_trigger_and_the_aws_resources(account):
-    """`smr deploy --platform lambda` = the trigger in the work dir + function, role and bucket
-    notification; `smr undeploy NAME` removes both halves."""
+def test_trigger_deploy_through_smr_deploy_platform_lambda(account):
+    """`smr deploy --platform lambda` (event triggers) registers the trigger in the work store
+    and calls smr.deploy.aws.deploy(registration=...); `smr undeploy` removes it all again."""
     foreign_resources()
     before = snapshot()
-    work = ["--work-dir", "s3://work/smr"]
-    r = CliRunner().invoke(main, ["deploy", WORDCOUNT, "--watch", "s3://data/in/", "--output",
-                                  "s3://data/out", "--platform", "lambda", "--name", "wc", *work])
+    r = CliRunner().invoke(main, ["deploy", WORDCOUNT, "--watch", "s3://data/uploads",
+                                  "--output", "s3://data/results", "--platform", "lambda",
+                                  "--work-dir", "s3://work/smr", "--memory", "2048"])
     assert r.exit_code == 0, r.output
     lam = boto3.client("lambda")
-    assert lam.get_function(FunctionName="smr-worker")["Configuration"]["Handler"] \
-        == "smr.worker.handler.handler"
+    cfg = lam.get_function_configuration(FunctionName="smr-wordcount")
+    assert cfg["MemorySize"] == 2048
+    assert cfg["Environment"]["Variables"]["SMR_WORK_DIR"] == "s3://work/smr"
+    invoke_cfg = lam.get_function_event_invoke_config(FunctionName="smr-wordcount")
+    assert invoke_cfg["MaximumRetryAttempts"] == 2
+    assert invoke_cfg["DestinationConfig"]["OnFailure"]["Destination"] == cfg["FunctionArn"]
     notes = boto3.client("s3").get_bucket_notification_configuration(Bucket="data")
-    ids = {c["Id"] for c in notes.get("LambdaFunctionConfigurations", [])}
-    assert "their-lambda" in ids and len(ids) == 2  # ours merged beside theirs
-    r = CliRunner().invoke(main, ["triggers", "--json", *work])
-    assert r.exit_code == 0 and json.loads(r.output)[0]["name"] == "wc"
-    r = CliRunner().invoke(main, ["undeploy", "wc", *work])
+    ours = [n for n in notes["LambdaFunctionConfigurations"] if n["LambdaFunctionArn"] == cfg["FunctionArn"]]
+    assert ours[0]["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "uploads/"}]
+    policy = boto3.client("iam").get_role_policy(RoleName=iam.role_name("smr-wordcount"),
+                                                 PolicyName=iam.POLICY_NAME)["PolicyDocument"]
+    resources = json.dumps(policy)
+    assert "arn:aws:s3:::data/uploads/*" in resources and "arn:aws:s3:::data/results/*" in resources
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="work")["Contents"]]
+    assert "smr/triggers/wordcount.json" in keys  # the coordinator finds the trigger there
+
+    r = CliRunner().invoke(main, ["undeploy", "wordcount", "--work-dir", "s3://work/smr"])
     assert r.exit_code == 0, r.output
-    assert snapshot() == before
+    after = snapshot()
+    assert after == before

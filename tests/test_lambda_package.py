@@ -1,5 +1,6 @@
 """The Lambda deployment package: complete (a job runs from it alone), sized, deterministic."""
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -118,3 +119,31 @@ def test_size_limits_are_clear_errors(tmp_path, monkeypatch):
 def test_unknown_runtime_is_refused(tmp_path):
     with pytest.raises(PackageError, match="runtime 'python2.7' is not supported"):
         build_package(str(tmp_path / "p.zip"), runtime="python2.7")
+
+
+def test_columnar_jobs_get_numpy_and_pyarrow_within_the_limit():
+    plain = build_package(None, job=str(EXAMPLES / "wordcount.py"))
+    col = build_package(None, job=str(EXAMPLES / "wordcount_columnar.py"))
+    assert not {"numpy", "pyarrow"} & set(plain.distributions)
+    assert {"numpy", "pyarrow"} <= set(col.distributions)
+    assert col.unzipped_bytes < 250 * 2**20  # fits Lambda, through S3 (it is > 50 MB zipped)
+
+
+@pytest.mark.skipif(not os.environ.get("SMR_SLOW_TESTS"), reason="zips ~215 MB; SMR_SLOW_TESTS=1")
+def test_a_columnar_job_runs_from_the_package_alone(tmp_path, corpus):
+    pkg = build_package(str(tmp_path / "pkg.zip"), job=str(EXAMPLES / "wordcount_columnar.py"),
+                        zip_limit=None)
+    root = tmp_path / "task"
+    zipfile.ZipFile(pkg.path).extractall(root)
+    plat = PackagePlatform(root)
+    try:
+        run_job(str(EXAMPLES / "wordcount_columnar.py"), input=[str(corpus)],
+                output=str(tmp_path / "out"), work_dir=str(tmp_path / "w"), reducers=2,
+                split_size=40_000, platform=plat)
+    finally:
+        plat.close()
+    embedded = run_job(str(EXAMPLES / "wordcount_columnar.py"), input=[str(corpus)],
+                       output=str(tmp_path / "emb"), reducers=2, split_size=40_000)
+    assert embedded["tasks"]["map"] >= 2
+    assert read_output(tmp_path / "out") == read_output(tmp_path / "emb")
+    assert plat.outside == set()

@@ -236,3 +236,11 @@ def test_first_invocation_in_a_process_is_a_cold_start():
     from smr.worker.runtime import WarmState
     w = WarmState()
     assert [w.first_invocation() for _ in range(3)] == [True, False, False]
+
+
+def test_no_region_is_a_clear_error(tmp_path, corpus, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION")
+    with pytest.raises(JobFailed, match="cannot reach Lambda for 'smr-worker': .*region"):
+        run_job(str(EXAMPLES / "wordcount.py"), input=["s3://b/in"], output="s3://b/out",
+                work_dir="s3://b/w", platform="lambda")

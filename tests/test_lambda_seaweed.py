@@ -5,13 +5,20 @@ import pytest
 
 from smr.driver import run_job
 
-from aws_helpers import local_lambda
+from aws_helpers import local_lambda, loopback_only
 from helpers import EXAMPLES, expected_word_counts, read_output
 from s3_helpers import read_store_output, upload_dir
 from test_examples import make_uservisits
 
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    loopback_only(monkeypatch)
+
+
 CASES = [  # example, data, reducers, split size, invocation mode
-    ("wordcount.py", "corpus", 3, 4_000, "sync"),
+    ("wordcount.py", "corpus", 3, 8_000, "sync"),
     ("top_words.py", "corpus", 2, 8_000, "event"),
     ("query2a.py", "uservisits", 3, 20_000, "sync"),
 ]

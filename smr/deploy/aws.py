@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import iam
-from .package import ZIP_LIMIT_DIRECT, Package, PackageError, build_package, default_runtime
+from .package import (ZIP_LIMIT_DIRECT, Package, PackageError, build_package, default_runtime,
+                      job_entry)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def make_plan(settings: Any, *, watch: str | None = None, function_name: str | N
                 if b == watched[0] and _overlaps(p, watched[1]):
                     raise DeployError(f"{what} {url} is inside the watched prefix {watch}: "
                                       "every object the job writes would trigger it again")
-    env = {"SMR_DEPLOYMENT": name}
+    env = {"SMR_DEPLOYMENT": name, "SMR_WORK_DIR": settings.work_dir}
     if job_entry:
         env["SMR_JOB"] = job_entry
     keep = settings.model_dump(mode="json", exclude_unset=True,
@@ -124,6 +125,11 @@ def make_plan(settings: Any, *, watch: str | None = None, function_name: str | N
         permission_sid=f"smr-s3-{digest}" if watched else None,
         # The driver retries tasks itself; an event-triggered job has only Lambda's retries.
         retry_attempts=2 if watched else 0)
+
+
+def _with(settings: Any, **values: Any) -> Any:
+    from ..config import make_settings
+    return make_settings(**{**settings.model_dump(exclude_unset=True), **values})
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -169,28 +175,66 @@ def _code(e: Exception) -> str:
 
 
 # -- deploy -----------------------------------------------------------------------------------
-def deploy(settings: Any, *, watch: str | None = None, function_name: str | None = None,
+def trigger_function_name(registration: dict[str, Any]) -> str:
+    """The function that serves a trigger (``smr deploy --platform lambda``): its own."""
+    named = (registration.get("settings") or {}).get("lambda_function")
+    return named if named and named != "smr-worker" else f"smr-{registration['name']}"
+
+
+def _from_registration(settings: Any, registration: dict[str, Any],
+                       work_dir: str | None) -> Any:
+    """Settings for a trigger's function: it watches, writes the trigger's output, no inputs."""
+    from ..config import make_settings
+    values = settings.model_dump(exclude_unset=True) if settings is not None else dict(
+        registration.get("settings") or {})
+    values.update(output=registration["output"], input=[],
+                  lambda_function=trigger_function_name(registration))
+    if work_dir:
+        values["work_dir"] = work_dir
+    return make_settings(**values)
+
+
+def deploy(settings: Any = None, *, watch: str | None = None, function_name: str | None = None,
            role_arn: str | None = None, ephemeral_mb: int = 512, runtime: str | None = None,
            architecture: str = "x86_64", requirements: list[str] | None = None,
-           directory: str | None = None,
+           directory: str | None = None, registration: dict[str, Any] | None = None,
+           work_dir: str | None = None, columnar: bool | None = None,
            echo: Callable[[str], None] = log.info) -> dict[str, Any]:
-    """Create or update the deployment for ``settings``; return its deployment record."""
+    """Create or update the deployment for ``settings``; return its deployment record.
+
+    ``registration`` (a trigger's record from ``smr.triggers.register``) deploys the function
+    that serves that trigger: it watches the trigger's prefix and writes under its output.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
+    if registration is not None:
+        settings = _from_registration(settings, registration, work_dir)
+        watch = watch or registration["watch"]
+    elif work_dir:
+        settings = _with(settings, work_dir=work_dir)
+    try:
+        entry = job_entry(settings.job)
+    except PackageError as e:
+        raise DeployError(str(e)) from None
+    # Settings are checked (plan) before anything slow or remote happens.
+    make_plan(settings, watch=watch, function_name=function_name,
+              region=settings.region or "us-east-1", account="000000000000",
+              ephemeral_mb=ephemeral_mb, runtime=runtime, architecture=architecture,
+              job_entry=entry)
     clients = _Clients(settings.region, settings.s3_endpoint)
     try:
         account = clients.account()
+        plan = make_plan(settings, watch=watch, function_name=function_name,
+                         region=clients.region, account=account, ephemeral_mb=ephemeral_mb,
+                         runtime=runtime, architecture=architecture, job_entry=entry)
         with tempfile.TemporaryDirectory(prefix="smr-deploy-") as tmp:
             try:
                 pkg = build_package(os.path.join(tmp, "smr-lambda.zip"), job=settings.job,
                                     requirements=list(requirements if requirements is not None
                                                       else settings.lambda_requirements),
-                                    runtime=runtime, architecture=architecture, zip_limit=None)
+                                    runtime=runtime, architecture=architecture, zip_limit=None,
+                                    columnar=columnar)
             except PackageError as e:
                 raise DeployError(str(e)) from None
-            plan = make_plan(settings, watch=watch, function_name=function_name,
-                             region=clients.region, account=account, ephemeral_mb=ephemeral_mb,
-                             runtime=runtime, architecture=architecture,
-                             job_entry=pkg.job_entry)
             echo(f"package: {pkg.zipped_bytes / 2**20:.1f} MB zipped, "
                  f"{pkg.unzipped_bytes / 2**20:.1f} MB unzipped ({', '.join(pkg.distributions)})")
             return _deploy(clients, plan, pkg, settings, role_arn, directory, echo)
@@ -230,6 +274,11 @@ def _deploy(c: _Clients, plan: Plan, pkg: Package, settings: Any, role_arn: str 
         if tags.get(MANAGED_TAG) != "true":
             raise DeployError(f"Lambda function {plan.function_name!r} exists and was not "
                               "created by smr; choose another --function-name")
+        # smr made it, but its record is gone (another machine, a deleted state dir): adopt it,
+        # so that undeploy removes it.
+        created["function"] = True
+        echo(f"function {plan.function_name} was deployed by smr without a record here; "
+             "adopting it")
     # The role.
     if role_arn:
         record["role_arn"] = role_arn
@@ -268,7 +317,7 @@ def _deploy(c: _Clients, plan: Plan, pkg: Package, settings: Any, role_arn: str 
         _wait_updated(c, plan.function_name)
         echo(f"updated function {plan.function_name}")
     lam.put_function_event_invoke_config(FunctionName=plan.function_name,
-                                         MaximumRetryAttempts=plan.retry_attempts)
+                                         **event_invoke_config(plan))
     # Triggers: drop those of an earlier deployment that this one no longer has, then add ours.
     for n in list(created["notifications"]):
         if plan.watch is None or (n["bucket"], n["id"]) != (plan.watch[0], plan.notification_id):
@@ -378,6 +427,20 @@ def _wait_updated(c: _Clients, name: str, timeout: float = 300.0) -> None:
         time.sleep(1.0)
 
 
+def event_invoke_config(plan: Plan) -> dict[str, Any]:
+    """How Lambda treats the function's asynchronous invocations.
+
+    A driver-run job retries its tasks itself, so Lambda must not (a retry would only cost).
+    An event-triggered job has no driver: Lambda retries, then hands the failed event to the
+    function itself (an on-failure destination), whose coordinator records the failure and
+    relaunches or fails the task (``smr.worker.coordinator.on_failure``).
+    """
+    cfg: dict[str, Any] = {"MaximumRetryAttempts": plan.retry_attempts}
+    if plan.watch:
+        cfg["DestinationConfig"] = {"OnFailure": {"Destination": plan.function_arn}}
+    return cfg
+
+
 def notification(plan: Plan) -> dict[str, Any]:
     """The bucket notification that makes new objects under the watched prefix invoke us."""
     assert plan.watch is not None
@@ -467,9 +530,16 @@ def _load(path: str) -> dict[str, Any] | None:
 
 def undeploy(settings: Any = None, *, function_name: str | None = None,
              region: str | None = None, directory: str | None = None,
+             registration: dict[str, Any] | None = None, work_dir: str | None = None,
              echo: Callable[[str], None] = log.info) -> dict[str, Any]:
-    """Remove what the deployment record says deploy created; return the record."""
+    """Remove what the deployment record says deploy created; return the record.
+
+    ``registration``: remove the function serving that trigger (see ``deploy``).
+    """
     from botocore.exceptions import BotoCoreError, ClientError
+    if registration is not None:
+        function_name = function_name or trigger_function_name(registration)
+        region = region or (registration.get("settings") or {}).get("region")
     name = function_name or (settings.lambda_function if settings is not None else "smr-worker")
     clients = _Clients(region or (settings.region if settings is not None else None),
                        settings.s3_endpoint if settings is not None else None)

@@ -101,7 +101,8 @@ def policy_document(scopes: Scopes, *, function_name: str, region: str,
                        "Resource": f"{log_group}:*"})
     statements.append({"Sid": "InvokeSelf", "Effect": "Allow",
                        "Action": ["lambda:InvokeFunction"],
-                       "Resource": f"arn:aws:lambda:{region}:{account}:function:{function_name}"})
+                       "Resource": [f"arn:aws:lambda:{region}:{account}:function:{function_name}",
+                                    f"arn:aws:lambda:{region}:{account}:function:{function_name}:*"]})
     return {"Version": "2012-10-17", "Statement": statements}
 
 

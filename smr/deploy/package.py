@@ -34,6 +34,8 @@ from pathlib import Path
 #: What smr's worker imports besides the standard library (see the test that runs the package
 #: in an interpreter without site-packages).
 WORKER_DISTRIBUTIONS = ("cloudpickle", "msgpack", "psutil", "zstandard")
+#: What the columnar fast path (jobs defining map_batches, smr.columnar) adds.
+COLUMNAR_DISTRIBUTIONS = ("numpy", "pyarrow")
 #: Provided by Lambda's Python runtimes; never bundled.
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil",
                     "six", "pip", "setuptools", "wheel"}
@@ -43,7 +45,9 @@ UNZIPPED_LIMIT = 250 * 2**20      # unzipped, including layers
 SUPPORTED_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
 _COMPILED = (".so", ".pyd", ".dylib")
 #: Files of worker libraries that the worker never loads (zstandard's cffi backend, half its size).
-_UNUSED = ("zstandard/_cffi.", "zstandard/backend_cffi.py")
+_UNUSED = ("zstandard/_cffi.", "zstandard/backend_cffi.py", "pyarrow/include/", "pyarrow/src/",
+           "pyarrow/tests/", "numpy/_core/include/", "numpy/_core/tests/", "numpy/tests/")
+_UNUSED_SUFFIXES = (".pyx", ".pxd", ".pxi", ".h", ".hpp", ".cc", ".c")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -129,7 +133,8 @@ def _dist_files(dist: md.Distribution) -> list[tuple[Path, str]]:
     for f in dist.files or []:
         rel = str(f).replace("\\", "/")
         if rel.startswith("../") or "/__pycache__/" in f"/{rel}" or rel.endswith(".pyc") \
-                or rel.startswith(_UNUSED):
+                or rel.startswith(_UNUSED) or rel.endswith(_UNUSED_SUFFIXES) \
+                or "/tests/" in rel and rel.startswith(("numpy/", "pyarrow/")):
             continue
         src = Path(str(dist.locate_file(f)))
         if src.is_file():
@@ -180,6 +185,22 @@ def _job_files(job_ref: str | None) -> tuple[list[tuple[Path, str]], str | None]
     return [(origin, origin.name)], job_ref
 
 
+def _is_columnar(job_ref: str | None) -> bool:
+    if not job_ref:
+        return False
+    from ..api import is_columnar
+    from ..jobload import JobLoadError, load_job
+    try:
+        return is_columnar(load_job(job_ref))
+    except JobLoadError as e:
+        raise PackageError(str(e)) from None
+
+
+def job_entry(job_ref: str | None) -> str | None:
+    """The job's reference inside the package (the function's SMR_JOB), without building it."""
+    return _job_files(job_ref)[1]
+
+
 def _installed_paths() -> list[str]:
     import sysconfig
     return [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")]
@@ -191,14 +212,19 @@ def _smr_files() -> list[tuple[Path, str]]:
             if "__pycache__" not in p.parts]
 
 
-def build_package(out_path: str, *, job: str | None = None, requirements: list[str] = (),
+def build_package(out_path: str | None, *, job: str | None = None, requirements: list[str] = (),
                   runtime: str | None = None, architecture: str = "x86_64",
-                  zip_limit: int | None = ZIP_LIMIT_DIRECT) -> Package:
+                  zip_limit: int | None = ZIP_LIMIT_DIRECT,
+                  columnar: bool | None = None) -> Package:
     """Build the deployment zip at ``out_path``; raise PackageError if it would not fit Lambda.
 
     ``zip_limit`` is the zipped size allowed (None when the package goes through S3, where only
-    the unzipped limit applies).
+    the unzipped limit applies). ``columnar`` adds numpy and pyarrow, for jobs that define
+    ``map_batches``; by default it is on exactly when the job does. With ``out_path`` None
+    nothing is written: the result says what the package would hold (``zipped_bytes`` 0).
     """
+    if columnar is None:
+        columnar = _is_columnar(job)
     runtime = runtime or default_runtime()
     if runtime not in SUPPORTED_RUNTIMES:
         raise PackageError(f"runtime {runtime!r} is not supported; use one of "
@@ -220,7 +246,8 @@ def build_package(out_path: str, *, job: str | None = None, requirements: list[s
                 f"lambda_requirements: {dist.metadata['Name']} is not pure Python ({compiled or 'a platform wheel'}); "
                 "only pure-Python requirements are packaged; provide compiled libraries as a "
                 "Lambda layer built for the function's architecture")
-    worker = _closure(list(WORKER_DISTRIBUTIONS), what="smr's worker")
+    worker = _closure(list(WORKER_DISTRIBUTIONS) + (list(COLUMNAR_DISTRIBUTIONS) if columnar
+                                                     else []), what="smr's worker")
     names = sorted({d.metadata["Name"] for d in worker + user}, key=str.lower)
 
     with tempfile.TemporaryDirectory(prefix="smr-pkg-") as tmp:
@@ -238,8 +265,10 @@ def build_package(out_path: str, *, job: str | None = None, requirements: list[s
         unzipped = sum(p.stat().st_size for p in files.values())
         if unzipped > UNZIPPED_LIMIT:
             raise PackageError(_too_big("unzipped", unzipped, UNZIPPED_LIMIT, files))
+        if out_path is None:
+            return Package("", 0, unzipped, "", names, job_entry)
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-        with zipfile.ZipFile(out_path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with zipfile.ZipFile(out_path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
             for arc in sorted(files):
                 info = zipfile.ZipInfo(arc, _FIXED_TIME)
                 info.external_attr = 0o644 << 16

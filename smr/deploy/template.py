@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from . import iam
-from .aws import HANDLER, MANAGED_TAG, Plan, notification
+from .aws import HANDLER, MANAGED_TAG, Plan, event_invoke_config, notification
 
 REGION = "${AWS::Region}"
 ACCOUNT = "${AWS::AccountId}"
@@ -70,7 +70,7 @@ def template(plan: Plan) -> dict[str, Any]:
         "WorkerEventInvokeConfig": {
             "Type": "AWS::Lambda::EventInvokeConfig",
             "Properties": {"FunctionName": {"Ref": "WorkerFunction"}, "Qualifier": "$LATEST",
-                           "MaximumRetryAttempts": plan.retry_attempts},
+                           **_sub(event_invoke_config(plan))},
         },
     }
     doc: dict[str, Any] = {

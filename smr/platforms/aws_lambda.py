@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import random
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Callable
 
 from .base import InvocationError, Platform, encode_event
@@ -76,6 +77,57 @@ def classify_function_error(payload: bytes, request_id: str = "") -> InvocationE
     return InvocationError("error", f"{etype}: {msg}" if etype else msg, trace)
 
 
+class _CallerPool:
+    """``concurrency`` daemon threads making Invoke calls, FIFO.
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so a driver that gave
+    up on a job would wait up to the function timeout for calls whose results nobody needs (a
+    Lambda invocation cannot be cancelled; it finishes on its own either way).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+        fut: Future[Any] = Future()
+        self._queue.put((fut, fn, args))
+        with self._lock:
+            if len(self._threads) < self._size:
+                t = threading.Thread(target=self._work, name="smr-lambda", daemon=True)
+                t.start()
+                self._threads.append(t)
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fut, fn, args = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 -- delivered to the waiter
+                fut.set_exception(e)
+
+    def shutdown(self) -> None:
+        """Cancel queued calls and let the threads end after their current call."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        with self._lock:
+            for _ in self._threads:
+                self._queue.put(None)
+
+
 class LambdaPlatform(Platform):
     """Invokes ``function`` (a name or ARN) on AWS Lambda, or on any endpoint speaking its API."""
 
@@ -106,7 +158,7 @@ class LambdaPlatform(Platform):
         self._lock = threading.Lock()
         # The concurrency ceiling: at most this many Invoke calls (and so, in sync mode, running
         # functions) at once; more invocations wait in the pool's FIFO queue.
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="smr-lambda")
+        self._pool = _CallerPool(concurrency)
         self._closed = False
 
     # -- the client ---------------------------------------------------------------------------
@@ -257,7 +309,7 @@ class LambdaPlatform(Platform):
 
     def close(self) -> None:
         self._closed = True
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown()
 
 
 def _is_loopback(url: str | None) -> bool:
