@@ -106,6 +106,9 @@ def run_job(job: Job | str, *, settings: JobSettings | None = None,
     platform = platform or make_platform(settings)
     try:
         if settings.fanout != "direct" or settings.reduce != "shuffle":
+            if settings.inject_faults or settings.speculative:
+                raise JobFailed("inject_faults and speculative need the client driver's direct "
+                                "fan-out and shuffle reduce (fanout: direct, reduce: shuffle)")
             from .coordinated import run_coordinated
             return run_coordinated(job, settings, platform, progress or Progress())
         run = JobRun(job, settings, platform, progress or Progress())

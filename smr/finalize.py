@@ -67,6 +67,8 @@ def finalize(st: JobState) -> dict[str, Any]:
         for phase in ("map", "tree", "reduce"):
             commits.extend(st.commit(step, phase, n) for n in sorted(st.done(step, phase)))
             failures += sum(st.failures(step, phase).values())
+    # A task the driver re-split (out of memory) has a record naming its sub-tasks instead.
+    commits = [c for c in commits if not layout.is_split(c)]
     summary = build_summary(st, commits, failures)
     publish_output(st.work, out, st.job_id, st.steps, commits,
                    bool(spec.get("settings", {}).get("keep_intermediates")))

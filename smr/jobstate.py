@@ -284,10 +284,17 @@ class JobState:
     def map_sources(self, step: int, part: int) -> list[list[Any]]:
         out = []
         for t in range(self.map_count(step)):
-            c = self.commit(step, "map", f"{t:05d}")
-            offset, length = c["segments"][part]
-            out.append([c["data_key"], offset, length])
+            for c in self._map_commits(step, t):
+                offset, length = c["segments"][part]
+                out.append([c["data_key"], offset, length])
         return out
+
+    def _map_commits(self, step: int, task: int) -> list[dict[str, Any]]:
+        """A map task's commit, or its sub-tasks' when the driver re-split it (out of memory)."""
+        c = self.commit(step, "map", f"{task:05d}")
+        if not layout.is_split(c):
+            return [c]
+        return [s for sub in c["split_into"] for s in self._map_commits(step, sub)]
 
     # rounds
     def ready_rounds(self, step: int) -> list[Round]:
@@ -390,7 +397,7 @@ def fit_event(work: Store, event: dict[str, Any]) -> dict[str, Any]:
     except PayloadTooLarge:
         key = layout.event_key(event["job_id"],
                                f"s{event['step']}-{event['role']}-{task_name(event)}-{event['attempt']}")
-        # Store options stay inline: they may carry credentials.
+        # Store options stay inline (the handler merges them back): they may carry credentials.
         layout.write_json(work, key, {k: v for k, v in event.items() if k != "store_options"})
         return {"work": event["work"], "store_options": event.get("store_options") or {},
                 "event_ref": key}

@@ -173,3 +173,12 @@ def test_cli_runs_with_faults_and_reports_them(tmp_path):
     s = json.loads((tmp_path / "faulty" / "_SUCCESS").read_text())
     assert s["faults_injected"]["kill"] >= 1 and s["faults_injected"]["duplicate"] >= 1
     assert s["retries"] >= 1
+
+
+def test_other_strategies_refuse_faults_and_speculation(tmp_path):
+    write(tmp_path / "in" / "a.txt", b"a b\n")
+    for extra in ({"inject_faults": "store=0.1"}, {"speculative": True}):
+        with pytest.raises(JobFailed, match="need the client driver's direct fan-out"):
+            run_job(str(EXAMPLES / "wordcount.py"), input=[str(tmp_path / "in")],
+                    output=str(tmp_path / "out"), fanout="tree", **extra)
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,11 @@ import time
 from collections import Counter
 
 import smr
+from smr import layout
 from smr.driver import run_job
+from smr.finalize import finalize
+from smr.jobstate import JobState
+from smr.storage import open_store
 from smr.runner import split_in_two
 
 from helpers import read_output, write
@@ -101,10 +105,27 @@ def test_a_map_task_out_of_memory_is_re_split(tmp_path):
         write(tmp_path / "in" / f"{f}.txt", ("\n".join(lines) + "\n").encode())
         expected.update(len(x) % 7 for x in lines)
     s = run_job(Hoarder(), input=[str(tmp_path / "in")], output=str(tmp_path / "out"),
-                reducers=2, memory=256, split_size=220_000, concurrency=2, max_attempts=4)
+                work_dir=str(tmp_path / "work"), reducers=2, memory=256, split_size=220_000,
+                concurrency=2, max_attempts=4, keep_intermediates=True)
     assert dict(read_output(tmp_path / "out")) == dict(expected)
     assert s["failures"].get("oom", 0) >= 2 and s["resplits"] >= 2
     assert s["tasks"]["map"] >= 4  # the halves ran as tasks of their own
+
+    # A process that has only the store (resume, a coordinator) follows the parents' split
+    # records to their sub-tasks, and finalizing from the store publishes the same output.
+    work = open_store(str(tmp_path / "work"))
+    st = JobState(work, s["job_id"])
+    parents = [layout.read_json(work, layout.commit_key(s["job_id"], 0, "map", t))
+               for t in range(st.map_count(0))]
+    assert all(layout.is_split(c) for c in parents)
+    sources = st.map_sources(0, 0)
+    assert len(sources) == s["tasks"]["map"]
+    assert len({key for key, _, _ in sources}) == len(sources)
+    parts = {p.name: p.read_bytes() for p in (tmp_path / "out").glob("part-*")}
+    (tmp_path / "out" / "_SUCCESS").unlink()
+    again = finalize(JobState(work, s["job_id"]))
+    assert again["tasks"]["map"] == s["tasks"]["map"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").glob("part-*")} == parts
 
 
 def test_split_in_two_covers_the_input_exactly():
