@@ -7,6 +7,8 @@ WORD = re.compile(r"\w+")
 
 
 class WordCount(smr.Job):
+    ASSOCIATIVE = True  # reduce sums counts: it can also run as a combiner and in a tree
+
     def map(self, line):
         for word in WORD.findall(line.lower()):
             yield word, 1

@@ -50,13 +50,33 @@ def main(verbose: int) -> None:
 @click.option("--timeout", type=float, help="Seconds per invocation (at most 900).")
 @click.option("--concurrency", "-c", type=int, help="Functions running at once.")
 @click.option("--split-size", callback=_size, help="Bytes per map split, e.g. 64MB.")
-@click.option("--platform", type=click.Choice(["local", "inline"]),
-              help="Where functions run: local (function host, default) or inline (threads, for debugging).")
-@click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores.")
+@click.option("--platform", type=click.Choice(["local", "inline", "lambda"]),
+              help="Where functions run: local (function host, default), inline (threads, for "
+                   "debugging) or lambda (AWS Lambda; see docs/aws.md).")
+@click.option("--lambda-function", help="Lambda function name or ARN (default smr-worker).")
+@click.option("--lambda-endpoint", help="Lambda API endpoint URL, e.g. a `smr local-lambda` server.")
+@click.option("--lambda-invocation", type=click.Choice(["sync", "event"]),
+              help="Lambda invocation: sync (RequestResponse, default) or event (fire-and-forget).")
+@click.option("--region", help="AWS region (default: boto3's configuration).")
+@click.option("--s3-endpoint", help="S3 endpoint URL for S3-compatible stores "
+              "(default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
+@click.option("--md5-prefixes", is_flag=True, default=None,
+              help="Prefix intermediate keys with md5 hex (MARLA) to spread S3 request load.")
 @click.option("--max-attempts", type=int, help="Attempts per task before the job fails.")
 @click.option("--bad-records", type=click.Choice(["fail", "skip"]), help="Policy for bad records.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output.")
 @click.option("--keep-intermediates", is_flag=True, default=None, help="Keep shuffle data.")
+@click.option("--fanout", type=click.Choice(["direct", "tree"]),
+              help="Invoke mappers directly (default) or as MARLA's logarithmic tree.")
+@click.option("--reduce", type=click.Choice(["shuffle", "tree"]),
+              help="R reducers (shuffle, default) or rounds of tree reduction (associative jobs).")
+@click.option("--inject-faults", metavar="SPEC",
+              help='Inject faults, e.g. "kill=0.1,timeout=0.05,oom=0.05,store=0.05,'
+                   'duplicate=0.1,seed=7" (rates per invocation / store request).')
+@click.option("--speculative/--no-speculative", default=None,
+              help="Start backup attempts for straggling tasks.")
+@click.option("--speculative-after", type=float,
+              help="Straggling = this many times the median task duration (default 2.0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON on stdout.")
 def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     """Run JOB to completion.
@@ -67,6 +87,7 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     from .driver import JobFailed, run_job
     from .jobload import JobLoadError
     from .planner import InputError
+    from .secrets import scrub_text
     from .storage import StoreError
 
     try:
@@ -87,11 +108,12 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
         with progress:
             summary = run_job(settings.job or job, settings=settings, progress=progress)
     except (ConfigError, JobLoadError, InputError, StoreError) as e:
-        raise SmrError(str(e)) from None
+        raise SmrError(scrub_text(str(e))) from None
     except JobFailed as e:
         if e.traceback:
-            log.info("task traceback:\n%s", e.traceback)
-        raise SmrError(f"job {e.job_id} failed: {e}" if e.job_id else str(e)) from None
+            log.info("task traceback:\n%s", scrub_text(e.traceback))
+        message = f"job {e.job_id} failed: {e}" if e.job_id else str(e)
+        raise SmrError(scrub_text(message)) from None
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -101,9 +123,12 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
 def one_line_summary(s: dict[str, Any]) -> str:
     mb = s["input"]["bytes"] / 2**20
     secs = max(s["wall_seconds"], 1e-9)
+    faults = s.get("faults_injected") or {}
+    injected = (" (faults injected: " + ", ".join(f"{k} {v}" for k, v in faults.items()) + ")"
+                if faults else "")
     return (f"job {s['job_id']} {s['status']} in {secs:.2f} s: {s['tasks']['map']} map + "
             f"{s['tasks']['reduce']} reduce tasks, {mb:.1f} MB in ({mb / secs:.1f} MB/s), "
-            f"{s['records']['output']} records out, {s['retries']} retries, "
+            f"{s['records']['output']} records out, {s['retries']} retries{injected}, "
             f"est. ${s['cost_usd']:.6f} on AWS -> {s['output']}")
 
 
@@ -132,5 +157,9 @@ def generate(kind: str, size: int, output: str, seed: int, files: int) -> None:
                f"in {time.time() - t:.1f} s")
 
 
+from . import cli_coord  # noqa: E402,F401
+from . import cli_store  # noqa: E402,F401  (smr ls / cat / cp)
+
 if __name__ == "__main__":
     main()
+from . import cli_aws  # noqa: E402,F401

@@ -262,7 +262,7 @@ def iter_text_batches(store: Store, key: str, start: int, end: int,
             except UnicodeDecodeError as e:
                 if on_bad is None:
                     raise RecordError(url, offset + e.start, f"invalid UTF-8 ({e.reason})") from None
-                decoded = _decode_skipping(raw, offset, url, on_bad)
+                decoded, _ = _decode_skipping(raw, offset, url, on_bad)
             lines = pa.array(decoded, type=pa.string())
         yield len(raw), pa.RecordBatch.from_arrays([lines], names=["line"])
 

@@ -61,18 +61,65 @@ class JobSettings(BaseModel):
     timeout: float = Field(900, gt=0, le=900, description="seconds per invocation (Lambda max 900)")
     concurrency: int = Field(default_factory=default_concurrency, ge=1, le=10000)
     split_size: int | None = Field(None, ge=1, description="bytes per map split (e.g. 64MB)")
-    platform: Literal["local", "inline"] = "local"
-    s3_endpoint: str | None = None
+    platform: Literal["local", "inline", "lambda"] = "local"
+    s3_endpoint: str | None = Field(None, description="S3 endpoint URL (S3-compatible stores); "
+                                    "else AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL")
+    md5_prefixes: bool = Field(False, description="MARLA's md5 key prefixes for intermediate "
+                               "objects, spreading request load over S3's key partitions")
     max_attempts: int = Field(3, ge=1, le=20, description="attempts per task before the job fails")
     overwrite: bool = False
     keep_intermediates: bool = False
     bad_records: Literal["fail", "skip"] = "fail"
     buffer_mb: float | None = Field(None, gt=0, description="spill threshold per task, MB")
+    fanout: Literal["direct", "tree"] = Field(
+        "direct", description="how mappers are invoked: direct (a pool of invoker threads) or "
+                              "tree (MARLA's logarithmic tree: each mapper invokes its children)")
+    reduce: Literal["shuffle", "tree"] = Field(
+        "shuffle", description="shuffle (R reducers, one partition each) or tree (rounds of "
+                               "reducers over batches; needs ASSOCIATIVE = True)")
+    reduce_fan_in: int = Field(4, ge=2, le=1000,
+                               description="inputs per tree-reduce task (batches of at least 2)")
+    invoker_threads: int = Field(16, ge=1, le=1000,
+                                 description="threads that invoke functions for direct fan-out")
+    # AWS Lambda (platform "lambda"); see docs/aws.md.
+    lambda_function: str = Field("smr-worker", min_length=1, max_length=140,
+                                 description="name or ARN of the deployed Lambda function")
+    lambda_endpoint: str | None = Field(
+        None, description="Lambda API endpoint URL (e.g. a local `smr local-lambda` server)")
+    region: str | None = Field(None, description="AWS region (default: boto3's configuration)")
+    lambda_invocation: Literal["sync", "event"] = Field(
+        "sync", description="sync: RequestResponse calls from a thread pool (results and errors "
+                            "come back); event: fire-and-forget, outcomes read from the store")
+    lambda_requirements: list[str] = Field(
+        default_factory=list, description="pure-Python distributions the job imports, bundled "
+                                          "into the Lambda deployment package")
+    lambda_event_margin: float = Field(
+        60, ge=0, description="event mode: seconds past the timeout before a task with no "
+                              "commit record counts as failed")
+    inject_faults: str | None = Field(
+        None, description='fault injection, e.g. "kill=0.1,timeout=0.05,oom=0.05,store=0.05,'
+                          'duplicate=0.1,seed=7" (see smr.faults)')
+    speculative: bool = Field(False, description="start a backup attempt for a straggling task")
+    speculative_after: float = Field(
+        2.0, gt=0, description="a task straggles after this many times the median duration "
+                               "of the phase's finished tasks")
+    speculative_min_seconds: float = Field(
+        5.0, ge=0, description="and after at least this many seconds")
+    split_on_oom: bool = Field(
+        True, description="re-split a map task that ran out of memory into two halves")
 
     @field_validator("input", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("inject_faults")
+    @classmethod
+    def _faults(cls, v: Any) -> Any:
+        if v is not None:
+            from .faults import FaultSpec
+            FaultSpec.parse(v)  # FaultSpecError is a ValueError: reported against the field
+        return v
 
     @field_validator("split_size", mode="before")
     @classmethod

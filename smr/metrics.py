@@ -58,3 +58,30 @@ def add_counters(total: dict[str, dict[str, int]], more: dict[str, dict[str, int
         g = total.setdefault(group, {})
         for name, n in names.items():
             g[name] = g.get(name, 0) + n
+
+
+#: The AWS reference architecture's published run (the serverless MapReduce "BigLambda" blog
+#: post): Big Data Benchmark query 2a over the 126.8 GB uservisits data set, in 200 s for
+#: $0.1129 of Lambda and S3. GB here are 10**9 bytes.
+REFERENCE = {"job": "AWS reference architecture, BDB query 2a over uservisits",
+             "input_gb": 126.8, "seconds": 200.0, "usd": 0.1129}
+
+
+def reference_comparison(input_bytes: int, total_usd: float,
+                         wall_seconds: float | None = None) -> dict[str, Any]:
+    """This job's cost (and speed) per GB of input beside the reference architecture's."""
+    ref = REFERENCE
+    ref_per_gb = ref["usd"] / ref["input_gb"]
+    gb = input_bytes / 1e9
+    out: dict[str, Any] = {
+        **ref, "usd_per_gb": ref_per_gb,
+        "seconds_per_gb": round(ref["seconds"] / ref["input_gb"], 4),
+        "this_job_input_gb": round(gb, 6),
+        "reference_usd_at_this_size": ref_per_gb * gb,
+    }
+    if gb > 0:
+        out["this_job_usd_per_gb"] = total_usd / gb
+        out["cost_ratio"] = round(total_usd / gb / ref_per_gb, 4)  # < 1: cheaper per GB
+        if wall_seconds is not None:
+            out["this_job_seconds_per_gb"] = round(wall_seconds / gb, 4)
+    return out

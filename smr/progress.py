@@ -57,14 +57,14 @@ class LogProgress(NullProgress):
 class RichProgress(NullProgress):
     """A bar per phase: tasks done/total, bytes, throughput, elapsed."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bars,
                                    TextColumn, TimeElapsedColumn)
         self._bars = Bars(TextColumn("[bold]{task.description:<16}"), BarColumn(),
                           MofNCompleteColumn(), TextColumn("{task.fields[mb]:>9.1f} MB"),
                           TextColumn("{task.fields[rate]:>7.1f} MB/s"), TimeElapsedColumn(),
-                          console=Console(stderr=True), transient=False)
+                          console=console or Console(stderr=True), transient=False)
         self._ids: dict[str, Any] = {}
         self._started: dict[str, float] = {}
 

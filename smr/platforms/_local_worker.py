@@ -7,6 +7,9 @@ what every instance needs anyway. The protocol over the pipe, all messages pickl
 - host -> worker: ``(request_id, event_json_bytes)`` for an invocation, ``None`` to stop.
 - worker -> host: ``("ok", result_json_str, peak_rss_bytes)`` or
   ``("error", "ExcType: message", traceback_text, peak_rss_bytes)``.
+- worker -> host, while an invocation runs: ``("invoke", [event_json_bytes, ...])`` asks the host
+  to make asynchronous invocations (fan-out, commit events); the host answers ``("invoked", n)``
+  or ``("invoke-error", message)`` before the worker goes on.
 
 Only strings and numbers cross back, so a result or exception that cannot be pickled cannot break
 the host; the peak RSS lets the host see an allocation spike that came and went between two of its
@@ -20,6 +23,7 @@ import os
 import resource
 import signal
 import tempfile
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -58,6 +62,23 @@ def _error_reply(exc: BaseException) -> tuple[Any, ...]:
             peak_rss_bytes())
 
 
+class _HostChannel:
+    """Lets a handler ask the host for invocations over the instance's pipe (``smr_invoke``)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()  # a handler may invoke from several threads
+
+    def __call__(self, events: list[dict[str, Any]]) -> int:
+        bodies = [json.dumps(e, separators=(",", ":")).encode() for e in events]
+        with self._lock:
+            self._conn.send(("invoke", bodies))
+            answer = self._conn.recv()
+        if answer[0] != "invoked":
+            raise RuntimeError(f"the function host refused the invocation: {answer[1]}")
+        return answer[1]
+
+
 def _invoke(handler: Callable[[Any, Any], Any], faults: object | None, body: bytes,
             context: FunctionContext) -> tuple[Any, ...]:
     # A function of its own so the event and result die with its frame: a warm instance must not
@@ -90,6 +111,7 @@ def main(conn: Connection, handler_spec: str, memory_mb: int, timeout_s: float,
 
     handler: Callable[[Any, Any], Any] | None = None
     cold = True
+    channel = _HostChannel(conn)
     while True:
         try:
             msg = conn.recv()
@@ -100,6 +122,7 @@ def main(conn: Connection, handler_spec: str, memory_mb: int, timeout_s: float,
         request_id, body = msg
         context = FunctionContext(aws_request_id=request_id, memory_limit_in_mb=memory_mb,
                                   deadline=time.monotonic() + timeout_s, cold_start=cold)
+        context.smr_invoke = channel  # type: ignore[attr-defined]
         cold = False
         reply: tuple[Any, ...]
         if handler is None:

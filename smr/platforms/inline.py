@@ -27,11 +27,17 @@ class InlinePlatform(Platform):
     def _run(self, body: bytes) -> Any:
         from ..worker.handler import handler
         ctx = SimpleNamespace(memory_limit_in_mb=self.memory_mb, cold_start=False,
-                              aws_request_id="inline", function_name="smr-inline")
+                              aws_request_id="inline", function_name="smr-inline",
+                              smr_invoke=self._invoke_events, smr_kind="inline")
         try:
             return json.loads(json.dumps(handler(json.loads(body), ctx)))
         except Exception as e:
             raise InvocationError("error", f"{type(e).__name__}: {e}", traceback.format_exc()) from e
+
+    def _invoke_events(self, events: list[dict[str, Any]]) -> int:
+        for event in events:
+            self.invoke_event(event)
+        return len(events)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

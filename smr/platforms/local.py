@@ -201,6 +201,8 @@ class LocalPlatform(Platform):
     raise, sleep, allocate memory or exit the process, and the host reports what follows).
     """
 
+    isolates_functions = True
+
     def __init__(self, *, memory_mb: int, timeout_s: float, concurrency: int,
                  handler: str = "smr.worker.handler:handler",
                  env: dict[str, str] | None = None,
@@ -406,6 +408,9 @@ class LocalPlatform(Platform):
                     reply = instance.conn.recv()
                 except (EOFError, OSError):
                     return InvocationError("crash", instance.describe_exit())
+                if reply[0] == "invoke":
+                    self._invoke_for_worker(instance, reply[1])
+                    continue
                 return self._decode(reply)
             if ready:  # the sentinel alone: the process is gone without answering
                 return InvocationError("crash", instance.describe_exit())
@@ -423,6 +428,22 @@ class LocalPlatform(Platform):
             if rss > self._limit_bytes:
                 instance.proc.kill()
                 return self._oom(rss)
+
+    def _invoke_for_worker(self, instance: _Instance, bodies: list[bytes]) -> None:
+        """A running function asked for asynchronous invocations (see ``_local_worker``)."""
+        try:
+            events = [json.loads(b) for b in bodies]
+            for event in events:
+                encode_event(event)
+            for event in events:
+                self.invoke_event(event)
+            answer: tuple[Any, ...] = ("invoked", len(events))
+        except Exception as exc:
+            answer = ("invoke-error", f"{type(exc).__name__}: {exc}")
+        try:
+            instance.conn.send(answer)
+        except OSError:
+            pass  # the instance died; the sentinel will say how
 
     def _decode(self, reply: tuple[Any, ...]) -> Any:
         peak = reply[-1]

@@ -1,10 +1,14 @@
-"""The embedded store: a directory on local disk, with S3's semantics."""
+"""The embedded store: a directory on local disk, with S3's semantics.
+
+Like an S3 bucket it can send object-created notifications (see ``local_events``).
+"""
 from __future__ import annotations
 
 import os
 import uuid
 from typing import Iterator
 
+from . import local_events
 from .base import NotFound, ObjectInfo, Store
 
 #: Temporary files of in-flight puts carry this prefix and are never listed.
@@ -36,6 +40,7 @@ class LocalStore(Store):
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+        local_events.object_created(path, len(data))
 
     def _put_file(self, key: str, path: str) -> None:
         dest = self._path(key)
@@ -46,6 +51,30 @@ class LocalStore(Store):
             import shutil
             shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
+        local_events.object_created(dest, os.path.getsize(dest))
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        tmp = self._tmp_path(path)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)  # atomic, and fails if the name exists: a true create-once
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+        local_events.object_created(path, len(data))
+        return True
+
+    def _copy_from(self, src: "Store", src_key: str, key: str) -> bool:
+        if not isinstance(src, LocalStore):
+            return False
+        source = src._path(src_key)
+        if not os.path.isfile(source):
+            raise NotFound(f"no such object: {src.child_url(src_key)}")
+        self._put_file(key, source)
+        return True
 
     def _tmp_path(self, path: str) -> str:
         parent = os.path.dirname(path)

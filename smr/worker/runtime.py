@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +29,30 @@ class LoadedJob:
         return pickle.loads(self.code)
 
 
+#: What a job id looks like (smr.driver.new_job_id); nothing in one can reach another directory.
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_job_id(job_id: Any) -> str:
+    """A job id from an event names one directory under ``jobs/``, and nothing else."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise ValueError(f"invalid job id {job_id!r} in event")
+    return job_id
+
+
 class WarmState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stores: dict[tuple[int, str, str], Store] = {}
         self._jobs: dict[tuple[str, str], LoadedJob] = {}
+        self._served_pid: int | None = None
+
+    def first_invocation(self) -> bool:
+        """True for the first call in this process: a cold start, where no host says so."""
+        with self._lock:
+            first = self._served_pid != os.getpid()
+            self._served_pid = os.getpid()
+            return first
 
     def store(self, url: str, options: dict[str, Any] | None = None) -> Store:
         # The pid is part of the key: a store (and its connections) never crosses a fork.
@@ -44,6 +64,8 @@ class WarmState:
             return st
 
     def job(self, work: Store, job_id: str) -> LoadedJob:
+        """The job's spec and code, read only from ``jobs/<job_id>/`` in the event's work store."""
+        check_job_id(job_id)
         key = (work.url, job_id)
         with self._lock:
             loaded = self._jobs.get(key)

@@ -1,0 +1,1 @@
+"""Deploying smr to AWS Lambda: the package, the IAM policy, the AWS calls and a template."""
