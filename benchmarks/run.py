@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -78,12 +79,16 @@ def _tail(text: str) -> str:
 
 def run_cmd(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[float, int, str]:
     t = time.perf_counter()
+    # Its own session, so a timeout ends the program's workers too (Spark's JVM, pools).
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                           env={**os.environ, **(env or {})})
+        _, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         return time.perf_counter() - t, -1, f"timed out after {timeout:.0f} s"
-    return time.perf_counter() - t, p.returncode, p.stderr if p.returncode else ""
+    return time.perf_counter() - t, p.returncode, err if p.returncode else ""
 
 
 def run_smr(workload: str, system: str, job: str, inputs: str, out: str, work: str,

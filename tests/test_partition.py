@@ -110,3 +110,21 @@ def test_bad_partitioner_declarations_fail_clearly(tmp_path, corpus):
     with pytest.raises(JobFailed, match=r"OutOfRange.partitioner returned 3 .* expected an int in \[0, 3\)"):
         run_job(OutOfRange(), input=[str(corpus)], output=str(tmp_path / "o2"), reducers=3,
                 max_attempts=1)
+
+
+def test_native_fast_paths_keep_order_key_order():
+    from smr.shuffle import order_key, sorted_keys
+    rnd = random.Random(11)
+    pools = [
+        [rnd.choice(["a", "ab", "é", "Z", "日本", ""]) + str(rnd.randint(0, 99)) for _ in range(300)],
+        [rnd.randint(-10**6, 10**6) for _ in range(300)],
+        [bytes([rnd.randint(0, 255)]) * rnd.randint(0, 3) for _ in range(300)],
+        [1, True, 2.5, "x", None, b"y", (1, "a"), 0, False, -3.0],  # mixed: the general order
+    ]
+    for keys in pools:
+        assert sorted_keys(keys) == sorted(keys, key=order_key)
+        bounds = choose_boundaries(keys, 5)
+        fast = range_partitioner(bounds)
+        for k in keys:
+            slow = min(4, sum(1 for b in bounds if order_key(b) <= order_key(k)))
+            assert fast(k, 5) == slow
