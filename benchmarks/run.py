@@ -49,7 +49,7 @@ SMR_JOBS = {
     "tiny": [("smr", "wordcount.py")],
 }
 TITLES = {"wordcount": "Word count", "query2a": "BDB query 2a", "terasort": "TeraSort",
-          "tiny": f"Tiny map tasks"}
+          "tiny": "Tiny map tasks"}
 
 
 @dataclass

@@ -70,6 +70,13 @@ def main(verbose: int) -> None:
               help="Invoke mappers directly (default) or as MARLA's logarithmic tree.")
 @click.option("--reduce", type=click.Choice(["shuffle", "tree"]),
               help="R reducers (shuffle, default) or rounds of tree reduction (associative jobs).")
+@click.option("--inject-faults", metavar="SPEC",
+              help='Inject faults, e.g. "kill=0.1,timeout=0.05,oom=0.05,store=0.05,'
+                   'duplicate=0.1,seed=7" (rates per invocation / store request).')
+@click.option("--speculative/--no-speculative", default=None,
+              help="Start backup attempts for straggling tasks.")
+@click.option("--speculative-after", type=float,
+              help="Straggling = this many times the median task duration (default 2.0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON on stdout.")
 def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     """Run JOB to completion.
@@ -80,6 +87,7 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     from .driver import JobFailed, run_job
     from .jobload import JobLoadError
     from .planner import InputError
+    from .secrets import scrub_text
     from .storage import StoreError
 
     try:
@@ -100,11 +108,12 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
         with progress:
             summary = run_job(settings.job or job, settings=settings, progress=progress)
     except (ConfigError, JobLoadError, InputError, StoreError) as e:
-        raise SmrError(str(e)) from None
+        raise SmrError(scrub_text(str(e))) from None
     except JobFailed as e:
         if e.traceback:
-            log.info("task traceback:\n%s", e.traceback)
-        raise SmrError(f"job {e.job_id} failed: {e}" if e.job_id else str(e)) from None
+            log.info("task traceback:\n%s", scrub_text(e.traceback))
+        message = f"job {e.job_id} failed: {e}" if e.job_id else str(e)
+        raise SmrError(scrub_text(message)) from None
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -114,9 +123,12 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
 def one_line_summary(s: dict[str, Any]) -> str:
     mb = s["input"]["bytes"] / 2**20
     secs = max(s["wall_seconds"], 1e-9)
+    faults = s.get("faults_injected") or {}
+    injected = (" (faults injected: " + ", ".join(f"{k} {v}" for k, v in faults.items()) + ")"
+                if faults else "")
     return (f"job {s['job_id']} {s['status']} in {secs:.2f} s: {s['tasks']['map']} map + "
             f"{s['tasks']['reduce']} reduce tasks, {mb:.1f} MB in ({mb / secs:.1f} MB/s), "
-            f"{s['records']['output']} records out, {s['retries']} retries, "
+            f"{s['records']['output']} records out, {s['retries']} retries{injected}, "
             f"est. ${s['cost_usd']:.6f} on AWS -> {s['output']}")
 
 

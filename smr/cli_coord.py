@@ -54,7 +54,7 @@ def describe_status(st: dict[str, Any]) -> str:
              f" [{st['start']} start, {st['fanout']} fan-out, {st['reduce']} reduce]"]
     for name, t in st["tasks"].items():
         lines.append(f"  {name:<16} {t['done']:>6}/{t['total']:<6} done  {t['running']:>5} running"
-                     f"  {t['failed']:>4} failed")
+                     f"  {t['pending']:>5} pending  {t['failed']:>4} failed attempts")
     b = st["bytes"]
     lines.append(f"  bytes: {b['input']} in, {b['read']} read, {b['shuffled']} shuffled, "
                  f"{b['written']} written")
@@ -88,20 +88,26 @@ def jobs(work_dir: str | None, s3_endpoint: str | None, as_json: bool) -> None:
 def wait(job_id: str, work_dir: str | None, s3_endpoint: str | None,
          timeout: float | None) -> None:
     """Wait until JOB_ID succeeds (exit 0) or fails (exit 1)."""
-    from .jobstate import status as job_status
+    from . import layout
+    from .jobstate import is_finished, status as job_status
     work = _open_work(work_dir, s3_endpoint)
     _require_job(work, job_id)
     deadline = None if timeout is None else time.time() + timeout
     delay = 0.05
     while True:
-        st = job_status(work, job_id)
-        if st["phase"] == "succeeded":
-            click.echo(f"job {job_id} succeeded in {st['elapsed_seconds']:.2f} s -> {st['output']}")
-            return
-        if st["phase"] == "failed":
-            raise SmrError(f"job {job_id} failed: {st['error']}")
-        if deadline is not None and time.time() > deadline:
-            click.echo(f"smr: error: job {job_id} still {st['phase']} after {timeout} s", err=True)
+        # Two heads a poll; the full status (which reads every commit record) only at the end.
+        finished = is_finished(work, job_id)
+        failed = work.head(layout.failed_key(job_id)) is not None
+        if finished or failed or (deadline is not None and time.time() > deadline):
+            st = job_status(work, job_id)
+            if st["phase"] == "succeeded":
+                click.echo(f"job {job_id} succeeded in {st['elapsed_seconds']:.2f} s "
+                           f"-> {st['output']}")
+                return
+            if st["phase"] == "failed":
+                raise SmrError(f"job {job_id} failed: {st['error']}")
+            click.echo(f"smr: error: job {job_id} still {st['phase']} after {timeout} s",
+                       err=True)
             raise SystemExit(2)
         time.sleep(delay)
         delay = min(1.0, delay * 1.5)
@@ -234,18 +240,12 @@ def deploy(job: str, watch: str, output: str, name: str | None, window: float, p
 
 
 def _deploy_lambda(reg: dict[str, Any], settings: Any, work_url: str) -> None:
-    try:
-        from .deploy import aws  # type: ignore[attr-defined]
-    except ImportError:
-        aws = None
-    fn = getattr(aws, "deploy", None)
-    if fn is None:
-        raise SmrError("--platform lambda needs smr.deploy.aws.deploy, which this installation "
-                       "does not have")
-    from .deploy.aws import DeployError
+    """The AWS side of a lambda trigger: the function, its role and the bucket notification."""
+    from .deploy.aws import DeployError, deploy
     from .deploy.package import PackageError
     try:
-        fn(registration=reg, settings=settings, work_dir=work_url)
+        deploy(registration=reg, settings=settings, work_dir=work_url,
+               echo=lambda m: click.echo(m, err=True))
     except (DeployError, PackageError) as e:
         # Leave no registered trigger without the function that would serve it.
         from .storage import open_store
@@ -267,13 +267,12 @@ def undeploy(name: str, work_dir: str | None, s3_endpoint: str | None) -> None:
     except TriggerError as e:
         raise SmrError(str(e)) from None
     if reg.get("platform") == "lambda":
+        from .deploy.aws import DeployError, undeploy as undeploy_aws
         try:
-            from .deploy import aws  # type: ignore[attr-defined]
-            fn = getattr(aws, "undeploy", None)
-        except ImportError:
-            fn = None
-        if fn is not None:
-            fn(registration=reg, work_dir=work.url)
+            undeploy_aws(registration=reg, work_dir=work.url,
+                         echo=lambda m: click.echo(m, err=True))
+        except DeployError as e:
+            raise SmrError(f"trigger {name} removed, but not its AWS resources: {e}") from None
     click.echo(f"trigger {name} removed")
 
 
@@ -303,9 +302,16 @@ def triggers(work_dir: str | None, s3_endpoint: str | None, as_json: bool) -> No
 @click.option("--poll-interval", type=float, default=1.0, show_default=True,
               help="Seconds between listings of polled prefixes.")
 @click.option("--idle-exit", type=float, help="Exit after this many seconds without work.")
+@click.option("--no-recover", is_flag=True,
+              help="Do not relaunch the unfinished tasks of event-started jobs on start.")
 def serve(work_dir: str | None, s3_endpoint: str | None, memory: int, timeout: float,
-          concurrency: int | None, poll_interval: float, idle_exit: float | None) -> None:
-    """Keep the work dir's triggers live: deliver upload events and run the functions they start."""
+          concurrency: int | None, poll_interval: float, idle_exit: float | None,
+          no_recover: bool) -> None:
+    """Keep the work dir's triggers live: deliver upload events and run the functions they start.
+
+    On start it relaunches the unfinished tasks of event-started jobs, whose functions died with
+    the previous server (committed tasks are not run again).
+    """
     import signal
 
     from .config import default_concurrency
@@ -318,7 +324,7 @@ def serve(work_dir: str | None, s3_endpoint: str | None, memory: int, timeout: f
     click.echo(f"serving triggers of {server.work.url} (events queue {server.queue}); "
                "Ctrl-C stops", err=True)
     try:
-        server.run(idle_exit=idle_exit)
+        server.run(idle_exit=idle_exit, recover=not no_recover)
     except KeyboardInterrupt:
         pass
     finally:

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Iterable
 import click
 
 from .cli import SmrError, main
-from .storage import ObjectInfo, Store, StoreError, join_url, open_store, split_url, url_scheme
+from .storage import ObjectInfo, Store, StoreError, open_store, split_url, url_scheme
 
 #: Bytes per read when streaming an object (to stdout or to a temp file).
 CHUNK = 8 * 2**20
@@ -235,6 +235,9 @@ def copy_object(src: Store, key: str, size: int, dst: Store, dst_key: str) -> No
     if isinstance(src, LocalStore) and not isinstance(dst, LocalStore):
         dst.put_file(dst_key, src._path(key))  # (local to local must copy: put_file links)
         return
+    if not isinstance(dst, LocalStore) and dst._copy_from(src, key, dst_key):
+        dst.requests.add("put")
+        return  # server-side copy: no bytes through this machine
     if size <= CHUNK:
         dst.put(dst_key, src.get(key))
         return

@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .api import is_columnar  # noqa: F401  (re-exported)
 from .formats import RecordError, _decode_skipping, decode_lines, read_blocks
 from .shuffle import packb
 from .storage.base import Store
@@ -263,7 +262,7 @@ def iter_text_batches(store: Store, key: str, start: int, end: int,
             except UnicodeDecodeError as e:
                 if on_bad is None:
                     raise RecordError(url, offset + e.start, f"invalid UTF-8 ({e.reason})") from None
-                decoded = _decode_skipping(raw, offset, url, on_bad)
+                decoded, _ = _decode_skipping(raw, offset, url, on_bad)
             lines = pa.array(decoded, type=pa.string())
         yield len(raw), pa.RecordBatch.from_arrays([lines], names=["line"])
 
@@ -275,18 +274,20 @@ def _types(job: Any) -> dict[str, pa.DataType]:
     return out
 
 
+def _skip_rows(url: str, offset: int, on_bad: Callable[[RecordError, bytes], None]) -> Callable:
+    def handler(row: Any) -> str:
+        on_bad(RecordError(url, offset, f"bad CSV row: {row.text!r:.200}"), (row.text or "").encode())
+        return "skip"
+    return handler
+
+
 def iter_csv_batches(job: Any, store: Store, key: str, start: int, end: int,
                      on_bad: Callable[[RecordError, bytes], None] | None) -> Iterator[tuple[int, pa.RecordBatch]]:
     import pyarrow.csv as pcsv
     url = store.child_url(key)
     names = job.COLUMNS
     for offset, raw in read_blocks(store, key, start, end):
-        handler = None
-        if on_bad is not None:
-            def handler(row: Any, _offset: int = offset) -> str:
-                on_bad(RecordError(url, _offset, f"bad CSV row: {row.text!r:.200}"),
-                       (row.text or "").encode())
-                return "skip"
+        handler = _skip_rows(url, offset, on_bad) if on_bad is not None else None
         read = pcsv.ReadOptions(column_names=names, autogenerate_column_names=names is None,
                                 block_size=len(raw) + 1, use_threads=False)
         parse = pcsv.ParseOptions(invalid_row_handler=handler)
@@ -420,12 +421,31 @@ def json_column(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     t = arr.type
     if arr.null_count == 0:
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            if not pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
-                return pc.binary_join_element_wise('"', arr, '"', "")
-        elif pa.types.is_integer(t):
+            return pc.binary_join_element_wise('"', _json_escape(arr), '"', "")
+        if pa.types.is_integer(t):
             return pc.cast(arr, pa.string())
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     return pa.array([dumps(v) for v in arr.to_pylist()], type=pa.string())
+
+
+# json's escapes, in the order that keeps them apart: the backslash first.
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                  "\b": "\\b", "\f": "\\f"}
+
+
+def _json_escape(arr: pa.Array) -> pa.Array:
+    """json.dumps's escaping of str contents, by vectorized replaces of what occurs."""
+    if not pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
+        return arr
+    for ch, rep in _SHORT_ESCAPES.items():
+        if pc.any(pc.match_substring(arr, ch)).as_py():
+            arr = pc.replace_substring(arr, ch, rep)
+    if pc.any(pc.match_substring_regex(arr, r"[\x00-\x1f]")).as_py():
+        for code in range(32):
+            ch = chr(code)
+            if ch not in _SHORT_ESCAPES and pc.any(pc.match_substring(arr, ch)).as_py():
+                arr = pc.replace_substring(arr, ch, f"\\u{code:04x}")
+    return arr
 
 
 def format_lines(table: pa.Table, key: str) -> bytes:

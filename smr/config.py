@@ -96,11 +96,30 @@ class JobSettings(BaseModel):
     lambda_event_margin: float = Field(
         60, ge=0, description="event mode: seconds past the timeout before a task with no "
                               "commit record counts as failed")
+    inject_faults: str | None = Field(
+        None, description='fault injection, e.g. "kill=0.1,timeout=0.05,oom=0.05,store=0.05,'
+                          'duplicate=0.1,seed=7" (see smr.faults)')
+    speculative: bool = Field(False, description="start a backup attempt for a straggling task")
+    speculative_after: float = Field(
+        2.0, gt=0, description="a task straggles after this many times the median duration "
+                               "of the phase's finished tasks")
+    speculative_min_seconds: float = Field(
+        5.0, ge=0, description="and after at least this many seconds")
+    split_on_oom: bool = Field(
+        True, description="re-split a map task that ran out of memory into two halves")
 
     @field_validator("input", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("inject_faults")
+    @classmethod
+    def _faults(cls, v: Any) -> Any:
+        if v is not None:
+            from .faults import FaultSpec
+            FaultSpec.parse(v)  # FaultSpecError is a ValueError: reported against the field
+        return v
 
     @field_validator("split_size", mode="before")
     @classmethod

@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import logging
 import os
-import random
 import time
+import traceback
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import jobstate, layout, metrics
 from .api import Job, is_columnar
 from .config import JobSettings, make_settings
+from .faults import FaultSpec
+from .finalize import publish_output, write_success
 from .jobload import load_job, pickle_job
 from .partition import encode_boundaries, job_partitioner_kind, overrides_partitioner
 from .planner import choose_split_size, list_inputs, plan_map_tasks
-from .platforms.base import InvocationError, Platform, PayloadTooLarge, encode_event
+from .platforms.base import Platform
+from .runner import TaskFailed, TaskRunner
+from .secrets import scrub, scrub_text
 from .storage import Store, open_store, process_local, url_scheme
 
 log = logging.getLogger(__name__)
@@ -172,8 +174,17 @@ class JobRun:
         self.store_options = settings.store_options()
         self.work_url = _norm(settings.work_dir or default_work_dir())
         self.output_url = _norm(settings.output)
-        self.work = open_store(self.work_url, self.store_options)
-        self.out = open_store(self.output_url, self.store_options)
+        self.faults: FaultSpec | None = None
+        if settings.inject_faults:
+            spec = FaultSpec.parse(settings.inject_faults)
+            if spec.kills_functions and not getattr(platform, "isolates_functions", False):
+                raise JobFailed("--inject-faults kill/timeout/oom need a platform that runs "
+                                "functions in their own processes (e.g. --platform local)")
+            self.faults = spec if spec.active else None
+        self.injected: collections.Counter[str] = collections.Counter()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.work = self._faulty(open_store(self.work_url, self.store_options), "work")
+        self.out = self._faulty(open_store(self.output_url, self.store_options), "out")
         for what, store in (("output", self.out), ("work dir", self.work)):
             if getattr(store, "read_only", False):
                 raise JobFailed(f"{what} {store.url} is read-only; use a local path, s3:// or "
@@ -181,12 +192,47 @@ class JobRun:
         self.stats = RunStats()
         self.phases: dict[str, float] = collections.defaultdict(float)
         self.commits: list[dict[str, Any]] = []
+        self.spec_written = False
+
+    def _faulty(self, store: Store, name: str) -> Store:
+        """The driver's own stores meet store faults too, when they are injected."""
+        if self.faults is None or self.faults.store <= 0:
+            return store
+        from .storage.faulty import FaultyStore
+        faulty = FaultyStore(store, rate=self.faults.store, seed=f"{self.faults.seed}/driver/{name}")
+        self._driver_stores = [*getattr(self, "_driver_stores", []), faulty]
+        return faulty
 
     def _open(self, url: str) -> Store:
         return open_store(url, self.store_options)
 
     # -- the job ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        except TaskFailed as e:
+            self._record_failure({**e.record, "message": str(e)})
+            raise JobFailed(scrub_text(str(e)), job_id=self.job_id,
+                            traceback=scrub_text(e.record["traceback"])) from None
+        except Exception as e:
+            if self.spec_written:
+                self._record_failure({"phase": "driver", "kind": type(e).__name__,
+                                      "message": str(e), "traceback": traceback.format_exc()})
+            raise
+
+    def _record_failure(self, record: dict[str, Any]) -> None:
+        """``jobs/<id>/failed.json``: what ``smr status`` shows for a failed job."""
+        record = {"job_id": self.job_id, "status": "failed",
+                  "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
+                  "retries": self.stats.retries, "failures": dict(self.stats.failures),
+                  **record}
+        record = scrub(record)
+        try:
+            layout.write_json(self.work, layout.failure_key(self.job_id), record)
+        except Exception:  # the store itself may be what failed; the CLI still reports
+            log.warning("could not write the failure record of job %s", self.job_id, exc_info=True)
+
+    def _run(self) -> dict[str, Any]:
         started = time.time()
         t = time.time()
         self._check_output()
@@ -202,7 +248,7 @@ class JobRun:
             "steps": len(self.steps), "memory": self.settings.memory,
             "bad_records": self.settings.bad_records, "buffer_mb": self.settings.buffer_mb,
             "md5_prefixes": self.settings.md5_prefixes,
-            "settings": self.settings.model_dump(mode="json"),
+            "settings": scrub(self.settings.model_dump(mode="json")),
             "input_objects": len(objects), "input_bytes": total, "split_size": split,
             "map_tasks": len(tasks),
         }
@@ -210,6 +256,7 @@ class JobRun:
         layout.write_json(self.work, layout.spec_key(self.job_id), spec)
         jobstate.record_created(self.work, spec, tasks,
                                 [s.reducers or self.settings.reducers for s in self.steps], started)
+        self.spec_written = True
         self.progress.job_started(self.job_id, self.work_url)
         self.phases["plan"] += time.time() - t
         log.info("job %s: %d input objects, %d bytes, %d map tasks of ~%d bytes",
@@ -276,29 +323,31 @@ class JobRun:
             return
         if not self.settings.overwrite:
             raise JobFailed(f"output {self.output_url} already exists; pass --overwrite to replace it")
-        # _SUCCESS goes first, so a reader never sees old parts under a finished marker.
-        self.out.delete("_SUCCESS")
+        # _SUCCESS goes first, so a reader never sees old parts under a finished marker; what
+        # a failed delete leaves behind is swept again before the new _SUCCESS (_finalize).
+        self.out.delete(layout.SUCCESS)
         self.out.delete_prefix("")
 
     def _finalize(self, started: float, input_bytes: int, input_objects: int,
                   steps: list[dict[str, Any]]) -> dict[str, Any]:
         t = time.time()
         summary = self._summary(started, input_bytes, input_objects, steps)
-        layout.write_json(self.work, layout.summary_key(self.job_id), summary)
-        if not self.settings.keep_intermediates:
-            for i in range(len(self.steps)):
-                self.work.delete_prefix(layout.step_prefix(self.job_id, i) + "map/")
-                self.work.delete_prefix(layout.step_prefix(self.job_id, i) + "out/")
-            self.work.delete_prefix(layout.job_prefix(self.job_id) + "events/")
+        publish_output(self.work, self.out, self.job_id, len(self.steps), self.commits,
+                       self.settings.keep_intermediates)
         self.phases["finalize"] += time.time() - t
         summary["phases"]["finalize"] = round(self.phases["finalize"], 3)
         summary["wall_seconds"] = round(time.time() - started, 3)
         summary["cost"]["reference"] = metrics.reference_comparison(
             input_bytes, summary["cost"]["total_usd"], summary["wall_seconds"])
-        # Written last: the output counts as finished only from this moment.
-        self.out.put("_SUCCESS", json.dumps(summary, indent=2, sort_keys=True).encode())
-        layout.write_json(self.work, layout.summary_key(self.job_id), summary)
+        summary["faults_injected"] = self._faults_injected()
+        write_success(self.work, self.out, self.job_id, summary)
         return summary
+
+    def _faults_injected(self) -> dict[str, int]:
+        counts = collections.Counter(self.injected)
+        for store in getattr(self, "_driver_stores", []):
+            counts["store"] += store.injected
+        return {k: v for k, v in sorted(counts.items()) if v}
 
     def _summary(self, started: float, input_bytes: int, input_objects: int,
                  steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -342,6 +391,10 @@ class JobRun:
             "parts": len(final_reduces),
             "retries": self.stats.retries,
             "failures": dict(self.stats.failures),
+            "speculative": {"launched": self.counts["speculative"],
+                            "won": self.counts["speculative_won"]},
+            "resplits": self.counts["resplits"],
+            "faults_injected": self._faults_injected(),
             "cold_starts": self.platform.stats.cold_starts,
             "invocations": invocations,
             "spills": total(self.commits, "spills"),
@@ -360,127 +413,8 @@ class JobRun:
         runner = TaskRunner(self, name, phase, events)
         commits = runner.run()
         seconds = time.time() - t
+        self.counts.update(runner.counts)
         self.phases[phase] += seconds
         self.commits.extend(commits)
         self.progress.phase_finished(name, seconds)
         return PhaseResult(commits, seconds, runner.retries)
-
-
-class TaskRunner:
-    """Runs one phase's tasks: bounded concurrency, retries with backoff, commit checks."""
-
-    def __init__(self, run: JobRun, name: str, phase: str, events: list[dict[str, Any]]) -> None:
-        self.run_ = run
-        self.name = name
-        self.phase = phase
-        self.events = events
-        self.attempts = [0] * len(events)
-        self.results: list[dict[str, Any] | None] = [None] * len(events)
-        self.retries = 0
-        self.bytes_done = 0
-        self._attempt_ids: dict[int, str] = {}
-        self.outcomes: Any = None  # a StoreOutcomes, for platforms that do not report results
-
-    def _bytes_of(self, commit: dict[str, Any]) -> int:
-        m = commit["metrics"]
-        return m.get("bytes_read", 0)
-
-    def run(self) -> list[dict[str, Any]]:
-        run = self.run_
-        n = len(self.events)
-        if n == 0:
-            return []
-        ready = collections.deque(range(n))
-        delayed: list[tuple[float, int]] = []  # (not before, task) for retries in backoff
-        inflight: dict[Future, int] = {}
-        done = 0
-        limit = run.settings.concurrency
-        while done < n:
-            now = time.time()
-            for item in [d for d in delayed if d[0] <= now]:
-                delayed.remove(item)
-                ready.append(item[1])
-            while ready and len(inflight) < limit:
-                i = ready.popleft()
-                inflight[self._submit(i)] = i
-            if not inflight:
-                time.sleep(max(0.01, min(d[0] for d in delayed) - time.time()) if delayed else 0.01)
-                continue
-            finished, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                i = inflight.pop(fut)
-                try:
-                    result = fut.result()
-                except InvocationError as e:
-                    self._failed(i, e, delayed)
-                    continue
-                except Exception as e:  # the platform itself failed to invoke
-                    self._failed(i, InvocationError("error", f"{type(e).__name__}: {e}"), delayed)
-                    continue
-                commit = result if isinstance(result, dict) and "task" in result else self._read_commit(i)
-                if commit is None:
-                    self._failed(i, InvocationError("error", "finished without a commit record"), delayed)
-                    continue
-                self.results[i] = commit
-                done += 1
-                self.bytes_done += self._bytes_of(commit)
-                run.progress.task_done(self.name, done, n, self.bytes_done)
-        return [r for r in self.results if r is not None]
-
-    def _read_commit(self, i: int) -> dict[str, Any] | None:
-        ev = self.events[i]
-        key = layout.commit_key(ev["job_id"], ev["step"], self.phase, ev["task"])
-        if self.run_.work.head(key) is None:
-            return None
-        return layout.read_json(self.run_.work, key)
-
-    def _submit(self, i: int) -> Future:
-        run = self.run_
-        self.attempts[i] += 1
-        event = watched = {**self.events[i], "attempt": uuid.uuid4().hex[:12]}
-        self._attempt_ids[i] = event["attempt"]
-        try:
-            encode_event(event)
-        except PayloadTooLarge:
-            key = layout.event_key(run.job_id, f"s{event['step']}-{self.phase}-{i}-{event['attempt']}")
-            layout.write_json(run.work, key, event)
-            event = {"work": event["work"], "store_options": event["store_options"],
-                     "event_ref": key}
-        try:
-            fut = run.platform.invoke(event)
-        except InvocationError as e:
-            fut = Future()
-            fut.set_exception(e)
-            return fut
-        if not run.platform.reports_results:
-            # Fire-and-forget: the outcome (commit, error record or silence) is read from the store.
-            from .outcomes import StoreOutcomes
-            if self.outcomes is None:
-                self.outcomes = StoreOutcomes(run.work, run.platform.timeout_s,
-                                              getattr(run.platform, "outcome_margin_s", 60.0))
-            fut = self.outcomes.watch(fut, watched, self.phase)
-        return fut
-
-    def _failed(self, i: int, err: InvocationError, delayed: list[tuple[float, int]]) -> None:
-        run = self.run_
-        run.stats.failures[err.kind] += 1
-        ev = self.events[i]
-        try:  # for `smr status` and `smr resume`: the attempt counts even if this client dies
-            jobstate.record_failure(run.work, {**ev, "attempt": self._attempt_ids.get(i, "")},
-                                    err.kind, err.message)
-        except Exception:
-            log.debug("could not record the failure of %s task %d", self.name, i, exc_info=True)
-        run.stats.failure_log.append({"phase": self.phase, "step": ev["step"], "task": i,
-                                      "attempt": self.attempts[i], "kind": err.kind,
-                                      "message": err.message})
-        if self.attempts[i] >= run.settings.max_attempts or err.kind == "payload":
-            raise JobFailed(f"{self.name} task {i} failed after {self.attempts[i]} "
-                            f"attempt{'s' if self.attempts[i] > 1 else ''}: {err.message}",
-                            job_id=run.job_id, traceback=err.traceback)
-        self.retries += 1
-        run.stats.retries += 1
-        backoff = min(5.0, 0.2 * 2 ** (self.attempts[i] - 1)) * (0.5 + random.random())
-        log.warning("%s task %d attempt %d failed (%s): %s; retrying in %.1fs", self.name, i,
-                    self.attempts[i], err.kind, err.message, backoff)
-        run.progress.task_retry(self.name, i, err.kind, err.message)
-        delayed.append((time.time() + backoff, i))

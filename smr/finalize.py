@@ -12,7 +12,48 @@ from typing import Any
 
 from . import layout, metrics
 from .jobstate import JobState, job_start_time
-from .storage import open_store
+from .spool import Spool
+from .storage import Store, open_store
+
+
+def publish_output(work: Store, out: Store, job_id: str, steps: int,
+                   commits: list[dict[str, Any]], keep_intermediates: bool) -> None:
+    """Copy the committed final parts (and skipped records) into the output, remove whatever
+    else is there, and clean the job's intermediates; everything but ``_SUCCESS``."""
+    finals = [c for c in commits if c["phase"] == "reduce" and c["step"] == steps - 1]
+    layout.publish(work, out, finals)
+    expected = {layout.part_name(c["task"]) for c in finals}
+    if _write_bad_records(work, out, commits):
+        expected.add(layout.BAD_RECORDS)
+    # Whatever else is in the output (left by an earlier job) must go before _SUCCESS.
+    for stale in [o.key for o in out.list("") if o.key not in expected]:
+        out.delete(stale)
+    if not keep_intermediates:
+        for i in range(steps):
+            for sub in ("map/", "out/", "parts/", "bad/"):
+                work.delete_prefix(layout.step_prefix(job_id, i) + sub)
+        work.delete_prefix(layout.job_prefix(job_id) + "events/")
+
+
+def write_success(work: Store, out: Store, job_id: str, summary: dict[str, Any]) -> None:
+    """Written last: the output counts as finished only from this moment, and the job (for
+    `smr jobs` and `smr status`) only once its output is."""
+    out.put(layout.SUCCESS, json.dumps(summary, indent=2, sort_keys=True).encode())
+    layout.write_json(work, layout.summary_key(job_id), summary)
+
+
+def _write_bad_records(work: Store, out: Store, commits: list[dict[str, Any]]) -> bool:
+    """Gather the records that map tasks skipped into the output's ``_bad_records``."""
+    keys = [c["bad_key"] for c in commits if c["phase"] == "map" and c.get("bad_key")]
+    if not keys:
+        return False
+    with Spool(64 * 2**20) as spool:
+        for key in keys:
+            stream = work.open_range(key)
+            while chunk := stream.read(1 << 20):
+                spool.write(chunk)
+        spool.upload(out, layout.BAD_RECORDS)
+    return True
 
 
 def finalize(st: JobState) -> dict[str, Any]:
@@ -27,17 +68,12 @@ def finalize(st: JobState) -> dict[str, Any]:
             commits.extend(st.commit(step, phase, n) for n in sorted(st.done(step, phase)))
             failures += sum(st.failures(step, phase).values())
     summary = build_summary(st, commits, failures)
-    layout.write_json(st.work, layout.summary_key(st.job_id), summary)
-    if not spec.get("settings", {}).get("keep_intermediates"):
-        for i in range(st.steps):
-            st.work.delete_prefix(layout.step_prefix(st.job_id, i) + "map/")
-            st.work.delete_prefix(layout.step_prefix(st.job_id, i) + "out/")
-        st.work.delete_prefix(layout.job_prefix(st.job_id) + "events/")
+    publish_output(st.work, out, st.job_id, st.steps, commits,
+                   bool(spec.get("settings", {}).get("keep_intermediates")))
     summary["phases"]["finalize"] = round(time.time() - t, 3)
     summary["wall_seconds"] = round(time.time() - job_start_time(spec), 3)
     summary["ended"] = dt.datetime.now(dt.timezone.utc).isoformat()
-    out.put("_SUCCESS", json.dumps(summary, indent=2, sort_keys=True).encode())
-    layout.write_json(st.work, layout.summary_key(st.job_id), summary)
+    write_success(st.work, out, st.job_id, summary)
     return summary
 
 
@@ -59,6 +95,8 @@ def build_summary(st: JobState, commits: list[dict[str, Any]], failures: int) ->
         gbs += metrics.gb_seconds(m["duration_ms"], m["memory_mb"])
     metrics.add_requests(requests, st.work.requests.snapshot())
     invocations = len(commits) + failures
+    if spec.get("start") == "event":
+        invocations += len(commits) + 1  # the coordinator: once per commit, once for the upload
     cost = metrics.cost_estimate(gb_seconds=gbs, invocations=invocations, requests=requests)
 
     def total(cs: list[dict[str, Any]], k: str) -> int:

@@ -31,8 +31,12 @@ class Block:
     offset: int  # absolute byte offset of the first line
     raw: bytes  # the undecoded bytes of these lines, newlines included
     lines: list[str]
+    #: Absolute offset of each line, when some lines of ``raw`` were dropped (undecodable).
+    offsets: list[int] | None = None
 
     def line_offset(self, index: int) -> int:
+        if self.offsets is not None:
+            return self.offsets[index]
         pos = 0
         for _ in range(index):
             pos = self.raw.index(b"\n", pos) + 1
@@ -119,21 +123,25 @@ def iter_blocks(store: Store, key: str, start: int, end: int, *,
         except UnicodeDecodeError as e:
             if on_bad is None:
                 raise RecordError(url, offset + e.start, f"invalid UTF-8 ({e.reason})") from None
-            lines = _decode_skipping(raw, offset, url, on_bad)
+            lines, offsets = _decode_skipping(raw, offset, url, on_bad)
+            yield Block(offset, raw, lines, offsets)
+            continue
         yield Block(offset, raw, lines)
 
 
 def _decode_skipping(raw: bytes, offset: int, url: str,
-                     on_bad: Callable[[RecordError, bytes], None]) -> list[str]:
-    lines = []
+                     on_bad: Callable[[RecordError, bytes], None]) -> tuple[list[str], list[int]]:
+    """The decodable lines and their offsets; each undecodable line goes to ``on_bad``."""
+    lines, offsets = [], []
     pos = 0
     for chunk in raw.split(b"\n")[:-1] if raw.endswith(b"\n") else raw.split(b"\n"):
         try:
             lines.append(decode_lines(chunk)[0] if chunk else "")
+            offsets.append(offset + pos)
         except UnicodeDecodeError as e:
             on_bad(RecordError(url, offset + pos + e.start, f"invalid UTF-8 ({e.reason})"), chunk)
         pos += len(chunk) + 1
-    return lines
+    return lines, offsets
 
 
 def _parse_csv(line: str) -> list[str]:

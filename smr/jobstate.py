@@ -145,9 +145,24 @@ def record_failure(work: Store, event: dict[str, Any], kind: str, message: str) 
                                   "attempt": event.get("attempt", "unknown")})
 
 
+def is_finished(work: Store, job_id: str) -> bool:
+    """True once the job's output is visible: its summary is final and ``_SUCCESS`` written.
+
+    The summary is written twice, before and after ``_SUCCESS``; only the second has the
+    finalize time, so a reader never takes a job for finished while its output is not.
+    """
+    if work.head(layout.summary_key(job_id)) is None:
+        return False
+    try:
+        summary = layout.read_json(work, layout.summary_key(job_id))
+    except Exception:  # removed meanwhile
+        return False
+    return "finalize" in summary.get("phases", {})
+
+
 def mark_failed(work: Store, job_id: str, message: str) -> None:
-    if work.head(layout.failed_key(job_id)) is None:
-        layout.write_json(work, layout.failed_key(job_id), {"message": message, "ended": _now_iso()})
+    if work.head(layout.failure_key(job_id)) is None:
+        layout.write_json(work, layout.failure_key(job_id), {"message": message, "ended": _now_iso()})
 
 
 # -- state --------------------------------------------------------------------------------------
@@ -235,12 +250,12 @@ class JobState:
         return self._records[key]
 
     def finished(self) -> bool:
-        return self.work.head(layout.summary_key(self.job_id)) is not None
+        return is_finished(self.work, self.job_id)
 
     def failed_message(self) -> str | None:
-        if self.work.head(layout.failed_key(self.job_id)) is None:
+        if self.work.head(layout.failure_key(self.job_id)) is None:
             return None
-        return layout.read_json(self.work, layout.failed_key(self.job_id)).get("message", "failed")
+        return layout.read_json(self.work, layout.failure_key(self.job_id)).get("message", "failed")
 
     # events
     @property
@@ -440,8 +455,9 @@ def _ensure(st: JobState, rnd: Round, launcher: Launcher, relaunch: bool, notify
     if not again:
         return 0
     events = rnd.build(again)
-    if rnd.tree_root:
-        # A relaunched node of the tree invokes its children again unless it already had.
+    if rnd.tree_root and not relaunch:
+        # A retried node of the tree invokes its children unless it already had: they are not
+        # retried otherwise if it failed before invoking them. (A resume relaunches them all.)
         events = [{**e, "tree": {"size": len(rnd.names)}} for e in events]
         for e in events:
             e.pop("splits", None)
@@ -524,6 +540,7 @@ def status(work: Store, job_id: str) -> dict[str, Any]:
                 except Exception:  # cleaned up under us by a finishing job
                     pass
     for label, entry in phases.items():
+        entry["pending"] = max(0, entry["total"] - entry["done"] - entry["running"])
         if current is None and entry["done"] < entry["total"]:
             current = label
     if summary is not None:
@@ -563,7 +580,7 @@ def status(work: Store, job_id: str) -> dict[str, Any]:
 
 def _ended(work: Store, job_id: str) -> float:
     try:
-        ended = layout.read_json(work, layout.failed_key(job_id)).get("ended", "")
+        ended = layout.read_json(work, layout.failure_key(job_id)).get("ended", "")
         return dt.datetime.fromisoformat(ended).timestamp()
     except Exception:
         return time.time()
@@ -577,9 +594,9 @@ def list_jobs(work: Store) -> list[dict[str, Any]]:
             entry = layout.read_json(work, layout.index_key(name))
         except Exception:
             continue
-        if work.head(layout.summary_key(name)) is not None:
+        if is_finished(work, name):
             entry["state"] = "succeeded"
-        elif work.head(layout.failed_key(name)) is not None:
+        elif work.head(layout.failure_key(name)) is not None:
             entry["state"] = "failed"
         else:
             entry["state"] = "running"

@@ -8,8 +8,12 @@ rebuild the job's state from the store alone:
     jobs/<id>/s<step>/map/<task>-<attempt>.bin      one map attempt's shuffle output
                                         (with md5_prefixes: map/<md5[:4]>-<task>-<attempt>.bin)
     jobs/<id>/s<step>/map-done/<task>.json          the map task's commit record
+    jobs/<id>/s<step>/bad/<task>-<attempt>.jsonl    records a map attempt skipped (bad_records: skip)
     jobs/<id>/s<step>/out/<part>-<attempt>.bin      a non-final reduce attempt's output
+    jobs/<id>/s<step>/parts/<part>-<attempt>.txt    a final reduce attempt's output, published
+                                                    as <output>/part-<part> when the job ends
     jobs/<id>/s<step>/reduce-done/<part>.json       the reduce task's commit record
+    jobs/<id>/failed.json               why the job failed: task, kind, message, traceback
     jobs/<id>/events/<name>.json        invocation payloads too big to send inline
     jobs/<id>/summary.json              the final summary (also written as _SUCCESS)
 """
@@ -67,6 +71,23 @@ def step_output_key(job_id: str, step: int, part: int, attempt: str, md5: bool =
     return f"jobs/{job_id}/s{step}/out/{tag}{part:05d}-{attempt}.bin"
 
 
+def part_key(job_id: str, step: int, part: int, attempt: str) -> str:
+    return f"jobs/{job_id}/s{step}/parts/{part:05d}-{attempt}.txt"
+
+
+def bad_records_key(job_id: str, step: int, task: int, attempt: str) -> str:
+    return f"jobs/{job_id}/s{step}/bad/{task:05d}-{attempt}.jsonl"
+
+
+def failure_key(job_id: str) -> str:
+    return f"jobs/{job_id}/failed.json"
+
+
+#: The output's record of skipped input records (JSON lines: url, offset, error, record).
+BAD_RECORDS = "_bad_records"
+SUCCESS = "_SUCCESS"
+
+
 def step_prefix(job_id: str, step: int) -> str:
     return f"jobs/{job_id}/s{step}/"
 
@@ -87,15 +108,32 @@ def commit_once(store: Store, key: str, record: dict[str, Any]) -> dict[str, Any
     """Write a task's commit record unless an attempt already committed; return the winner.
 
     A task counts as done when its commit record exists, and readers use only the attempt it
-    names, so a retried or duplicated attempt that loses here changes nothing downstream.
+    names, so a retried or duplicated attempt that loses here changes nothing downstream. The
+    record is created only if absent (atomically where the store can), then read back: after a
+    connection reset the repeated create may find the record its own first try wrote.
     """
-    if store.head(key) is not None:
-        try:
-            return read_json(store, key)
-        except Exception:  # a torn read is impossible with atomic puts; be safe anyway
-            pass
-    write_json(store, key, record)
-    return record
+    data = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+    if store.put_if_absent(key, data):
+        return record
+    return read_json(store, key)
+
+
+def is_split(commit: dict[str, Any]) -> bool:
+    """A commit record that says the task was re-split into sub-tasks (after running out of
+    memory); readers then use the sub-tasks' commits, named in ``split_into``, instead."""
+    return "split_into" in commit
+
+
+def publish(work: Store, out: Store, final_commits: list[dict[str, Any]]) -> None:
+    """Copy each committed final-reduce attempt's output to ``part-NNNNN`` in the output.
+
+    Only the attempt named by a commit record is ever copied, so the output holds exactly one
+    complete part per partition; copying again (a retried finalize) writes the same bytes.
+    """
+    from .storage.base import copy_object
+    for c in final_commits:
+        copy_object(work, c["output_key"], out, part_name(c["task"]))
+
 
 
 # -- coordination state (see smr/jobstate.py) -------------------------------------------------
@@ -119,10 +157,6 @@ def index_key(job_id: str) -> str:
 
 def plan_key(job_id: str) -> str:
     return f"jobs/{job_id}/plan.json"
-
-
-def failed_key(job_id: str) -> str:
-    return f"jobs/{job_id}/failed.json"
 
 
 def marker_key(job_id: str, round_name: str, name: str = "launched") -> str:

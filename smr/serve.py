@@ -41,15 +41,34 @@ class Server:
                                       concurrency=concurrency, env=env)
         self.inflight: dict[str, Future] = {}
         self.deliveries: dict[str, int] = {}
-        self.seen: dict[str, set[str]] = {}   # polled trigger -> keys already reported
+        self.seen: dict[str, dict[str, int]] = {}   # polled trigger -> keys already reported
         self.stop = threading.Event()
+        self.recovering: list[Future] = []
         self._last_sync = 0.0
 
     def close(self) -> None:
         self.platform.close()
 
-    def run(self, idle_exit: float | None = None) -> None:
+    def recover(self) -> list[str]:
+        """Relaunch the unfinished tasks of this work dir's event-started jobs.
+
+        A server that stopped took its functions with it; nothing else would ever raise the
+        commit events those jobs wait for. Committed tasks are not run again.
+        """
+        from .jobstate import list_jobs
+        stuck = [j["job_id"] for j in list_jobs(self.work)
+                 if j["state"] == "running" and j.get("start") == "event"]
+        for job_id in stuck:
+            log.info("recovering event-started job %s", job_id)
+            self.recovering.append(self.platform.invoke(
+                {"role": "advance", "job_id": job_id, "relaunch": True,
+                 "work": self.work.url, "store_options": self.options}))
+        return stuck
+
+    def run(self, idle_exit: float | None = None, recover: bool = True) -> None:
         """Serve until ``stop`` is set (or, with ``idle_exit``, after that long with no events)."""
+        if recover:
+            self.recover()
         idle_since = time.time()
         while not self.stop.is_set():
             busy = self.step()
@@ -67,7 +86,11 @@ class Server:
             self._poll(regs)
         self._reap()
         self._deliver()
-        return bool(self.inflight) or bool(self._pending())
+        for fut in [f for f in self.recovering if f.done()]:
+            self.recovering.remove(fut)
+            if fut.exception() is not None:
+                log.error("could not recover a job: %s", fut.exception())
+        return bool(self.inflight) or bool(self._pending()) or bool(self.recovering)
 
     def _pending(self) -> list[str]:
         try:
@@ -123,19 +146,22 @@ class Server:
                 continue
             name = reg["name"]
             try:
-                store = open_store(reg["watch"], self.options)
-                keys = {o.key: o.size for o in store.list("")}
+                keys = triggers.list_watched(reg, self.options)
+                seen = self.seen.get(name)
+                if seen is None:
+                    seen = triggers.read_poll_state(self.work, name) or {}
             except Exception as e:
                 log.warning("trigger %s: cannot list %s: %s", name, reg["watch"], e)
                 continue
-            seen = self.seen.get(name)
-            self.seen[name] = set(keys)
-            if seen is None:
-                continue  # objects present when serving started are not new
-            for key in sorted(set(keys) - seen):
+            new = sorted(k for k in keys if k not in seen)
+            for key in new:
                 record = local_events.make_record(reg["watch"], key, keys[key],
                                                   f"{keys[key]}-poll", name, "smr:poll")
                 local_events.write_event(self.queue, record)
+            if new or len(keys) != len(seen):
+                # Queued first, recorded second: a crash in between re-reports, never loses.
+                triggers.write_poll_state(self.work, name, keys)
+            self.seen[name] = keys
 
 
 def _remove(path: str) -> None:

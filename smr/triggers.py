@@ -28,13 +28,15 @@ from urllib.parse import unquote_plus
 
 from . import jobstate, layout
 from .config import JobSettings, make_settings
+from .secrets import scrub
 from .storage import Store, join_url, url_scheme
 
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-#: After a window ends, its opener waits this long for the events of objects that just arrived.
-WINDOW_GRACE_S = 0.25
+#: After a window ends, its opener waits this long for the events of objects written in it that
+#: are still being delivered.
+WINDOW_GRACE_S = 1.0
 #: How long a late arrival waits for a closing window to name its members.
 WINDOW_WAIT_S = 30.0
 
@@ -86,13 +88,39 @@ def register(work: Store, *, name: str, job: Any, settings: JobSettings, watch: 
         raise TriggerError(str(e)) from None
     reg = {"name": name, "job_class": type(job).__name__, "watch": watch.rstrip("/"),
            "output": output.rstrip("/"), "window": window, "mode": mode, "platform": platform,
-           "settings": settings.model_dump(mode="json"),
+           "settings": scrub(settings.model_dump(mode="json")),
            "created": dt.datetime.now(dt.timezone.utc).isoformat()}
     work.put(trigger_code_key(name), pickle_job(job))
     layout.write_json(work, trigger_key(name), reg)
     if mode == "notify" and embedded:
         _subscribe(work, reg)
+    if mode == "poll":
+        # What is there now is not new: the watcher reports only objects added from here on,
+        # including those added while no `smr serve` was running.
+        write_poll_state(work, name, list_watched(reg, settings.store_options()))
     return reg
+
+
+def poll_state_key(name: str) -> str:
+    return f"triggers/{name}/poll-state.json"
+
+
+def list_watched(reg: dict[str, Any], options: dict[str, Any]) -> dict[str, int]:
+    from .storage import open_store
+    watch = reg["watch"]
+    if url_scheme(watch) in ("", "file") and not os.path.isdir(_local_path(watch)):
+        return {}
+    return {o.key: o.size for o in open_store(watch, options).list("")}
+
+
+def read_poll_state(work: Store, name: str) -> dict[str, int] | None:
+    if work.head(poll_state_key(name)) is None:
+        return None
+    return layout.read_json(work, poll_state_key(name))
+
+
+def write_poll_state(work: Store, name: str, seen: dict[str, int]) -> None:
+    layout.write_json(work, poll_state_key(name), seen)
 
 
 def _local_path(url: str) -> str:
@@ -112,6 +140,7 @@ def unregister(work: Store, name: str) -> dict[str, Any]:
     local_events.unsubscribe(name, local_events.queue_dir(work.url))
     work.delete(trigger_key(name))
     work.delete(trigger_code_key(name))
+    work.delete(poll_state_key(name))
     return reg
 
 
@@ -194,7 +223,7 @@ def on_upload(work: Store, record: dict[str, Any], launcher: Any) -> list[dict[s
     obj = record["s3"]["object"]
     etag = str(obj.get("eTag") or obj.get("sequencer") or obj.get("size", ""))
     if reg.get("window"):
-        return [_join_window(work, reg, url, etag, launcher)]
+        return [_join_window(work, reg, url, etag, launcher, str(record.get("eventTime", "")))]
     return [start_job(work, reg, [url], object_job_id(reg["name"], url, etag), launcher)]
 
 
@@ -213,34 +242,48 @@ def start_job(work: Store, reg: dict[str, Any], urls: list[str], job_id: str,
     return {"job_id": job_id, "created": created, "status": adv.status, "launched": adv.launched}
 
 
-def _join_window(work: Store, reg: dict[str, Any], url: str, etag: str,
-                 launcher: Any) -> dict[str, Any]:
+def _event_time(text: str) -> float:
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def _join_window(work: Store, reg: dict[str, Any], url: str, etag: str, launcher: Any,
+                 record_time: str = "") -> dict[str, Any]:
     """Add the object to the current window; the window's first object starts its job."""
     name, width = reg["name"], float(reg["window"])
     digest = _digest(url, etag)[:20]
     claim_key = f"triggers/{name}/objects/{digest}.json"
     if not work.put_if_absent(claim_key, b"{}"):
-        # Another delivery of this event claimed the object; it is done unless it died early.
-        for info in work.list(f"triggers/{name}/windows/"):
-            if info.key.endswith(f"/members/{digest}.json"):
-                return {"object": url, "duplicate": True}
+        # Another delivery of this event claimed the object; it is placed unless that one died
+        # before placing it.
+        placed = layout.read_json(work, claim_key).get("window")
+        if placed is not None and work.exists(
+                f"triggers/{name}/windows/{placed:012d}/members/{digest}.json"):
+            return {"object": url, "window": placed, "duplicate": True}
+    # The window is the one the object was written in (the event's time); an object whose window
+    # already closed without it goes into the window open now.
+    wid = int(_event_time(record_time) // width) if record_time else int(time.time() // width)
     for _ in range(1000):
-        wid = int(time.time() // width)
         wdir = f"triggers/{name}/windows/{wid:012d}/"
         if work.head(wdir + "closed") is None:
             layout.write_json(work, f"{wdir}members/{digest}.json", {"url": url})
             if work.head(wdir + "closed") is None:
                 break  # written before the window closed: its opener will see it
             if digest in _window_members(work, wdir):
-                return {"object": url, "window": wid, "joined": True}
+                break
             work.delete(f"{wdir}members/{digest}.json")
         time.sleep(0.01)
+        wid = max(wid + 1, int(time.time() // width))
     else:
         raise RuntimeError(f"could not place {url} in a window of trigger {name}")
+    layout.write_json(work, claim_key, {"window": wid})
     if not work.put_if_absent(wdir + "opener", b""):
         return {"object": url, "window": wid, "joined": True}
-    # This invocation opened the window: wait for it to end, then start one job for its objects.
-    time.sleep(max(0.0, (wid + 1) * width + WINDOW_GRACE_S - time.time()))
+    # This invocation opened the window: wait for its end, and then a little longer for the
+    # events of objects written in it that are still on their way, then start one job.
+    time.sleep(max(0.0, (wid + 1) * width - time.time()) + WINDOW_GRACE_S)
     work.put(wdir + "closed", b"")
     members = sorted(jobstate._names(work, f"{wdir}members/"))
     urls = sorted(layout.read_json(work, f"{wdir}members/{m}.json")["url"] for m in members)

@@ -189,3 +189,39 @@ def test_declaration_mistakes_fail_before_running(tmp_path, corpus):
         run_job(BadAgg(), input=[str(corpus)], output=str(tmp_path / "o1"))
     with pytest.raises(JobFailed, match="without the key column 'key'"):
         run_job(NoKey(), input=[str(corpus)], output=str(tmp_path / "o2"), max_attempts=1)
+
+
+def test_vectorized_json_matches_json_dumps():
+    from smr.columnar import json_column
+    rnd = random.Random(3)
+    alphabet = [chr(c) for c in range(128)] + ["ü", "日", "\u2028", "\U0001f600"]
+    strings = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12))) for _ in range(2000)]
+    assert json_column(pa.array(strings)).to_pylist() == \
+        [json.dumps(s, ensure_ascii=False) for s in strings]
+    ints = [rnd.randint(-2**62, 2**62) for _ in range(100)]
+    assert json_column(pa.array(ints)).to_pylist() == [json.dumps(i) for i in ints]
+    floats = [rnd.uniform(-1e20, 1e20) for _ in range(100)] + [0.1, 1e16, -0.0, float("inf")]
+    assert json_column(pa.array(floats)).to_pylist() == [json.dumps(f) for f in floats]
+
+
+def test_bad_csv_rows_fail_or_are_skipped(tmp_path, platform_name):
+    d = make_uservisits(tmp_path / "uv", rows=600)
+    good = (d / "uservisits-0.csv").read_text()
+    write(d / "uservisits-0.csv", (good + "\n1.2.3.4,only,three\n").encode())
+    with pytest.raises(JobFailed, match=r"uservisits-0\.csv at byte \d+: bad CSV"):
+        run_job(str(EXAMPLES / "query2a_columnar.py"), input=[str(d)],
+                output=str(tmp_path / "out"), reducers=2, split_size=20_000,
+                platform=platform_name, max_attempts=1)
+    s = run_job(str(EXAMPLES / "query2a_columnar.py"), input=[str(d)],
+                output=str(tmp_path / "out"), reducers=2, split_size=20_000,
+                platform=platform_name, bad_records="skip", overwrite=True)
+    assert s["records"]["bad"] == 1
+    plain: dict = defaultdict(float)
+    for p in input_files(d):
+        for line in text_lines(p.read_bytes()):
+            f = line.split(",")
+            if len(f) == 9:
+                plain[f[0][:8]] += float(f[3])
+    got = dict(read_output(tmp_path / "out"))
+    assert set(got) == set(plain)
+    assert all(math.isclose(got[k], plain[k], rel_tol=1e-9) for k in got)

@@ -358,3 +358,83 @@ def test_resume_after_a_killed_client_redoes_no_committed_task(tmp_path, fanout)
     assert dict(read_output(tmp_path / "out")) == dict(expected)
     # Resuming a finished job does nothing and succeeds.
     assert resume_job(job_id, str(work_dir))["job_id"] == job_id
+
+
+def test_a_failing_coordinator_is_retried_then_fails_the_job(tmp_path, corpus):
+    from smr.platforms.base import InvocationError, destination_record
+    from smr.worker.fanout import commit_event
+    work_url = str(tmp_path / "work")
+    work = open_store(work_url)
+    settings = make_settings(split_size=4000, work_dir=work_url, platform="inline")
+    create_job(work, job_id="coord-fails", job=load_job(str(EXAMPLES / "wordcount.py")),
+               code=None, settings=settings, inputs=[str(corpus)],
+               output_url=str(tmp_path / "out"), work_url=work_url, start="event")
+    key = layout.commit_key("coord-fails", 0, "map", 0)
+    event = commit_event({"work": work_url}, key)
+    pool = _Pool(0)
+    handler(destination_record(event, InvocationError("timeout", "took too long")),
+            pool.context())
+    assert [e.get("delivery") for e in pool.events] == [2]  # delivered again, not dropped
+    assert jobstate.status(work, "coord-fails")["phase"] != "failed"
+    last = {**event, "delivery": 3}
+    handler(destination_record(last, InvocationError("timeout", "took too long")), pool.context())
+    st = jobstate.status(work, "coord-fails")
+    assert st["phase"] == "failed" and "coordinator failed 3 times" in st["error"]
+
+
+def test_strategies_from_the_config_file_and_the_command_line(tmp_path, corpus):
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"job: {EXAMPLES / 'wordcount.py'}\ninput: [{corpus}]\n"
+                   f"output: {tmp_path / 'out'}\nwork_dir: {tmp_path / 'work'}\n"
+                   "fanout: tree\nsplit_size: 3000\nreducers: 2\n")
+    r = CliRunner().invoke(main, ["run", str(cfg), "--reduce", "tree", "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert (s["fanout"], s["reduce"]) == ("tree", "tree")
+    assert dict(read_output(tmp_path / "out")) == dict(expected_word_counts(corpus))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text().replace("fanout: tree", "fanout: sideways"))
+    r = CliRunner().invoke(main, ["run", str(bad)])
+    assert r.exit_code == 1 and "field 'fanout'" in r.output
+
+
+def test_a_two_step_job_under_the_coordinator(tmp_path, corpus):
+    import heapq
+    s = run_job(str(EXAMPLES / "top_words.py"), input=[str(corpus)], output=str(tmp_path / "out"),
+                work_dir=str(tmp_path / "work"), reducers=3, split_size=3000, fanout="tree")
+    counts = expected_word_counts(corpus)
+    assert read_output(tmp_path / "out") == heapq.nsmallest(
+        10, counts.items(), key=lambda wc: (-wc[1], wc[0]))
+    assert s["tasks"]["reduce"] == 3 + 1 and len(s["steps"]) == 2
+    st = jobstate.status(open_store(str(tmp_path / "work")), s["job_id"])
+    assert st["tasks"]["step 2 map"]["done"] == 3 and st["tasks"]["step 2 reduce"]["done"] == 1
+
+
+def test_an_event_job_whose_task_always_fails_ends_failed(tmp_path):
+    from smr.platforms.base import InvocationError, destination_record
+    job = tmp_path / "broken.py"
+    job.write_text("import smr\nclass Broken(smr.Job):\n    def map(self, line):\n"
+                   "        if line == 'poison':\n            raise ValueError('poisoned line')\n"
+                   "        yield line, 1\n")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("ok\n" * 50 + "poison\n" + "ok\n" * 50)
+    work_url = str(tmp_path / "work")
+    work = open_store(work_url)
+    settings = make_settings(split_size=100, work_dir=work_url, max_attempts=3, platform="inline")
+    create_job(work, job_id="broken", job=load_job(str(job)), code=None, settings=settings,
+               inputs=[str(tmp_path / "in")], output_url=str(tmp_path / "out"),
+               work_url=work_url, start="event")
+    pool = _Pool(7)
+    jobstate.advance(work, "broken", pool, notify=True)
+    while pool.events:
+        event = pool.events.pop(pool.rnd.randrange(len(pool.events)))
+        try:
+            handler(json.loads(json.dumps(event)), pool.context())
+        except Exception as e:  # what the host does with a failed asynchronous invocation
+            handler(destination_record(event, InvocationError("error", str(e))), pool.context())
+    st = jobstate.status(work, "broken")
+    assert st["phase"] == "failed"
+    assert "failed after 3 attempts" in st["error"] and "poisoned line" in st["error"]
+    poisoned = [k for k, n in pool.launched.items() if n > 1]
+    assert len(poisoned) == 1 and pool.launched[poisoned[0]] == 3
+    assert not (tmp_path / "out" / "_SUCCESS").exists()

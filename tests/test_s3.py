@@ -168,3 +168,25 @@ def test_a_forked_child_never_uses_the_parents_connections(seaweed):
     assert [(n, ok) for n, ok, _ in results] == [(n, True) for n in range(4)]
     assert st.client is parent_client
     assert len(list(st.list("c"))) == 100
+
+
+def test_server_side_copy_between_s3_stores(seaweed, proxy):
+    src = faulty_store(seaweed, proxy, "src")
+    data = os.urandom(3 * 2**20 + 1)
+    src.put("dir/a b.bin", data)
+    dst = faulty_store(seaweed, proxy, "dst")
+    # Stores on different endpoints cannot copy server-side: the caller streams instead.
+    assert dst._copy_from(open_store(src.url, seaweed.options()), "dir/a b.bin", "x") is False
+    assert dst._copy_from(src, "dir/a b.bin", "copied ü.bin") is True
+    assert dst.get("copied ü.bin") == data
+    copies = [m for m, p, _ in proxy.log.requests if m == "PUT" and "copied" in p]
+    assert copies == ["PUT"]  # one CopyObject request; the bytes never came through here
+    # Past CopyObject's limit (5 GiB on S3; lowered here), the copy goes in parts.
+    dst.copy_limit = dst.copy_part = 5 * 2**20  # S3's smallest part
+    big = os.urandom(11 * 2**20 + 3)
+    src.put("big", big)
+    proxy.add("slowdown", "PUT", query_contains="partNumber=2", times=1)
+    assert dst._copy_from(src, "big", "parts.bin") is True
+    assert dst.get("parts.bin") == big
+    part_puts = [p for m, p, _ in proxy.log.requests if m == "PUT" and "parts.bin" in p]
+    assert len(part_puts) == 3 + 1  # three part copies, one of them retried

@@ -197,3 +197,19 @@ def test_objects_over_100mb_multipart(store, tmp_path):
             for start in (16 * 2**20 - 3, 64 * 2**20 - 1, size - 100):
                 local.seek(start)
                 assert store.get_range(key, start, start + 1000) == local.read(1000)
+
+
+def test_put_if_absent_creates_once_even_under_races(store):
+    assert store.put_if_absent("once", b"first") is True
+    assert store.put_if_absent("once", b"second") is False
+    assert store.get("once") == b"first"
+    barrier = threading.Barrier(12)
+
+    def race(i):
+        barrier.wait()
+        return store.put_if_absent("raced", f"writer {i}".encode())
+
+    with ThreadPoolExecutor(12) as ex:
+        won = list(ex.map(race, range(12)))
+    assert won.count(True) == 1
+    assert store.get("raced") == f"writer {won.index(True)}".encode()

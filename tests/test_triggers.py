@@ -6,6 +6,7 @@ and writes objects, then reads the store.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from smr.cli import main
 from smr.driver import run_job
 from smr.storage import open_store
 
-from helpers import EXAMPLES, expected_word_counts, input_files, read_output
+from helpers import EXAMPLES, input_files, read_output
 
 WAIT_S = 90
 
@@ -46,7 +47,7 @@ def serve(tmp_path):
         p = subprocess.Popen([sys.executable, "-m", "smr", "serve", "--work-dir", str(work),
                               "-c", "2", "--poll-interval", "0.2"],
                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "ab"),
-                             env=dict(os.environ))
+                             env=dict(os.environ), start_new_session=True)
         procs.append(p)
         return p
 
@@ -132,12 +133,15 @@ def test_duplicated_and_reordered_notifications_start_one_job(tmp_path, corpus, 
 
 def test_a_window_batches_objects_into_one_job(tmp_path, serve):
     work, watch, out = tmp_path / "work", tmp_path / "incoming", tmp_path / "results"
+    width = 4.0
     _deploy(EXAMPLES / "wordcount.py", "--watch", watch, "--output", out, "--work-dir", work,
-            "--window", "3", "--split-size", "100", "--name", "batched")
+            "--window", width, "--split-size", "100", "--name", "batched")
     store = open_store(str(watch))
+    # Windows are aligned periods of the clock; write both objects early in one of them.
+    time.sleep(width - time.time() % width + 0.05)
     store.put("x/1.txt", b"one two\n" * 30)
     store.put("x/2.txt", b"two three\n" * 30)
-    serve(work)  # both events wait in the queue, so they reach one window
+    serve(work)
     (job,) = _wait_jobs(work, 1, tmp_path / "serve.log")
     assert job["job_id"].startswith("batched-w")
     assert dict(read_output(out / job["job_id"])) == {"one": 30, "two": 60, "three": 30}
@@ -146,18 +150,14 @@ def test_a_window_batches_objects_into_one_job(tmp_path, serve):
 def test_a_polling_watcher_sees_plain_file_writes(tmp_path, corpus, serve):
     work, watch, out = tmp_path / "work", tmp_path / "incoming", tmp_path / "results"
     watch.mkdir()
+    (watch / "old.txt").write_bytes(b"there before the deploy: not new\n")
     _deploy(EXAMPLES / "wordcount.py", "--watch", watch, "--output", out, "--work-dir", work,
             "--poll", "--split-size", "2000")
-    from smr.storage import local_events
-    queue = local_events.queue_dir(open_store(str(work)).url)
-    serve(work)
-    deadline = time.time() + WAIT_S
-    while not os.path.isdir(queue) and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # let the watcher take its first listing: older objects are not new
     data = _object_from_corpus(corpus)
     (watch / "new.txt").write_bytes(data)   # not through smr: only the watcher can see it
+    serve(work)   # started after the write: the watcher compares with the deploy's listing
     (job,) = _wait_jobs(work, 1, tmp_path / "serve.log")
+    assert "new-txt" in job["job_id"]
     assert dict(read_output(out / job["job_id"])) == dict(_expected(data))
 
 
@@ -212,3 +212,36 @@ def test_event_shape_matches_s3(tmp_path):
                                                            "smr:local")))
     assert local["Records"][0]["s3"]["object"]["key"] == "a+b/c.txt"  # encoded as S3 does
     assert triggers.object_url(local["Records"][0]) == os.path.join("/d", "a b", "c.txt")
+
+
+def test_a_restarted_server_finishes_the_jobs_of_the_one_that_died(tmp_path, serve):
+    from test_coordination import SLOW_JOB
+    job = tmp_path / "slow.py"
+    job.write_text(SLOW_JOB)
+    work, watch, out = tmp_path / "work", tmp_path / "incoming", tmp_path / "results"
+    _deploy(job, "--watch", watch, "--output", out, "--work-dir", work, "--split-size", "800")
+    lines = [f"w{i % 7} v{i % 3}" for i in range(1600)]
+    first = serve(work)
+    open_store(str(watch)).put("big.txt", ("\n".join(lines) + "\n").encode())
+    deadline = time.time() + WAIT_S
+    done = []
+    while time.time() < deadline:
+        done = list(work.glob("jobs/*/s0/map-done/*.json"))
+        if len(done) >= 3:
+            break
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)  # the server and every function it ran die at once
+    first.wait()
+    (job_dir,) = (work / "jobs").iterdir()
+    before = {p.name: json.loads(p.read_text())["attempt"]
+              for p in job_dir.glob("s0/map-done/*.json")}
+    n_tasks = len(json.loads((job_dir / "plan.json").read_text())["tasks"])
+    assert 3 <= len(before) < n_tasks
+    serve(work)
+    (info,) = _wait_jobs(work, 1, tmp_path / "serve.log")
+    assert info["state"] == "succeeded"
+    after = {p.name: json.loads(p.read_text())["attempt"]
+             for p in job_dir.glob("s0/map-done/*.json")}
+    assert {k: after[k] for k in before} == before, "a committed task was redone"
+    expected = Counter(w for ln in lines for w in ln.split())
+    assert dict(read_output(out / info["job_id"])) == dict(expected)

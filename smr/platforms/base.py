@@ -65,6 +65,9 @@ class Platform(abc.ABC):
 
     #: True when futures carry the handler's result; False for fire-and-forget invocation.
     reports_results: bool = True
+    #: True when every invocation runs in a process of its own that may die (a crash, a kill at
+    #: the timeout or memory limit) without taking the caller along; fault injection needs it.
+    isolates_functions: bool = False
 
     def __init__(self, *, memory_mb: int, timeout_s: float, concurrency: int) -> None:
         self.memory_mb = memory_mb

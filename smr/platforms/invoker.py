@@ -14,7 +14,6 @@ record written by the function's on-failure destination).
 """
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -94,10 +93,6 @@ def invoker_for(descriptor: dict[str, Any] | None, context: Any) -> Invoker:
             raise InvokeError("platform descriptor of kind 'lambda' names no function")
         return LambdaInvoker(function)
     raise InvokeError(f"unknown platform kind {kind!r} in the event's platform descriptor")
-
-
-def dumps(events: list[dict[str, Any]]) -> list[bytes]:
-    return [json.dumps(e, separators=(",", ":")).encode() for e in events]
 
 
 def descriptor_from_context(context: Any) -> dict[str, Any]:

@@ -201,6 +201,8 @@ class LocalPlatform(Platform):
     raise, sleep, allocate memory or exit the process, and the host reports what follows).
     """
 
+    isolates_functions = True
+
     def __init__(self, *, memory_mb: int, timeout_s: float, concurrency: int,
                  handler: str = "smr.worker.handler:handler",
                  env: dict[str, str] | None = None,

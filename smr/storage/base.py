@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import abc
 import io
+import logging
+import os
+import random
+import shutil
+import tempfile
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 #: Ranged reads are streamed in blocks of this size when the caller asks for a stream.
 STREAM_BLOCK = 8 * 1024 * 1024
+#: Attempts per store request when it fails with a TransientStoreError.
+REQUEST_ATTEMPTS = 6
+#: First backoff between attempts, seconds; doubles each time, with jitter, up to 2 s.
+REQUEST_BACKOFF = 0.02
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -28,6 +40,14 @@ class InvalidKey(StoreError, ValueError):
 
 class NotFound(StoreError, FileNotFoundError):
     """The object does not exist."""
+
+
+class TransientStoreError(StoreError):
+    """A request failed in a way that may succeed when repeated (throttling, connection reset).
+
+    Backends raise it for such failures; the public Store methods retry it with backoff, so
+    callers above the seam see it only when every attempt failed.
+    """
 
 
 @dataclass(frozen=True)
@@ -126,13 +146,31 @@ class Store(abc.ABC):
         for key in keys:
             self._delete(key)
 
+    def _copy_from(self, src: "Store", src_key: str, key: str) -> bool:
+        """Server-side copy of ``src_key`` in ``src`` to ``key`` here; False when unsupported."""
+        return False
+
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
+
+    # -- retries ----------------------------------------------------------------------------
+    def _retry(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Run one backend request, repeating it while it fails with TransientStoreError."""
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+            try:
+                return fn(*args)
+            except TransientStoreError as e:
+                if attempt == REQUEST_ATTEMPTS:
+                    raise
+                self.requests.add("retry")
+                delay = min(2.0, REQUEST_BACKOFF * 2 ** (attempt - 1)) * (0.5 + random.random())
+                log.debug("%s: %s; retrying in %.2f s", self, e, delay)
+                time.sleep(delay)
 
     # -- public interface -------------------------------------------------------------------
     def get(self, key: str) -> bytes:
         self.requests.add("get")
-        return self._get_range(check_key(key), 0, None)
+        return self._retry(self._get_range, check_key(key), 0, None)
 
     def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
         """Bytes [start, end) of an object; ``end=None`` reads to the end; past the end is b''."""
@@ -142,7 +180,7 @@ class Store(abc.ABC):
         if end is not None and end == start:
             self._require(key)
             return b""
-        return self._get_range(check_key(key), start, end)
+        return self._retry(self._get_range, check_key(key), start, end)
 
     def open_range(self, key: str, start: int = 0, end: int | None = None,
                    block: int = STREAM_BLOCK) -> BinaryIO:
@@ -151,37 +189,52 @@ class Store(abc.ABC):
 
     def put(self, key: str, data: bytes) -> None:
         self.requests.add("put")
-        self._put(check_key(key), bytes(data))
+        self._retry(self._put, check_key(key), bytes(data))
 
     def put_file(self, key: str, path: str) -> None:
         """Upload a local file (multipart where the backend supports it)."""
         self.requests.add("put")
-        self._put_file(check_key(key), path)
+        self._retry(self._put_file, check_key(key), path)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Create-once: write ``data`` only if ``key`` does not exist; True if this call wrote it.
+        """Create ``key`` unless it exists; True when this call created it.
 
-        Coordinators use this as a marker, so that of several racing or duplicated events exactly
-        one launches a round.
+        After a transient failure the request is repeated, and a repeat may find the object
+        its own first try created: callers that must know who won read the object back.
         """
         self.requests.add("put")
-        return self._put_if_absent(check_key(key), bytes(data))
+        return self._retry(self._put_if_absent, check_key(key), bytes(data))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` (a plain string prefix, as in S3), in key order."""
         self.requests.add("list")
-        yield from self._list(check_prefix(prefix))
+        check_prefix(prefix)
+        last: str | None = None
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+            try:
+                # Keys come in order, so a listing that broke off resumes after the last key.
+                for info in self._list(prefix):
+                    if last is not None and info.key <= last:
+                        continue
+                    last = info.key
+                    yield info
+                return
+            except TransientStoreError:
+                if attempt == REQUEST_ATTEMPTS:
+                    raise
+                self.requests.add("retry")
+                time.sleep(min(2.0, REQUEST_BACKOFF * 2 ** (attempt - 1)) * (0.5 + random.random()))
 
     def head(self, key: str) -> ObjectInfo | None:
         self.requests.add("head")
-        return self._head(check_key(key))
+        return self._retry(self._head, check_key(key))
 
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
 
     def delete(self, key: str) -> None:
         self.requests.add("delete")
-        self._delete(check_key(key))
+        self._retry(self._delete, check_key(key))
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many were deleted."""
@@ -189,14 +242,14 @@ class Store(abc.ABC):
         for i in range(0, len(keys), 1000):
             batch = keys[i:i + 1000]
             self.requests.add("delete")
-            self._delete_many(batch)
+            self._retry(self._delete_many, batch)
         return len(keys)
 
     def child_url(self, key: str) -> str:
         return f"{self.url}/{key}" if key else self.url
 
     def _require(self, key: str) -> None:
-        if self._head(check_key(key)) is None:
+        if self._retry(self._head, check_key(key)) is None:
             raise NotFound(f"no such object: {self.child_url(key)}")
 
     def __repr__(self) -> str:
@@ -245,3 +298,20 @@ class _RangeStream(io.RawIOBase):
         b[:n] = self._buf[self._off:self._off + n]
         self._off += n
         return n
+
+
+def copy_object(src: Store, src_key: str, dst: Store, dst_key: str) -> None:
+    """Copy one object between stores (or within one): server-side where the backend can,
+    else streamed through a local temporary file, so memory holds one block at a time."""
+    check_key(src_key)
+    check_key(dst_key)
+    dst.requests.add("put")
+    if dst._retry(dst._copy_from, src, src_key, dst_key):
+        return
+    fd, path = tempfile.mkstemp(prefix="smr-copy-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(src.open_range(src_key), f, STREAM_BLOCK)
+        dst._retry(dst._put_file, dst_key, path)
+    finally:
+        os.unlink(path)

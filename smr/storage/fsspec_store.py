@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 READ_ONLY = ("http", "https")
 PROCESS_LOCAL = ("memory",)
+_MEMORY_LOCK = threading.Lock()
 
 
 class FsspecStore(Store):
@@ -130,6 +131,18 @@ class FsspecStore(Store):
             raise self._not_writable(key)
         path = self._path(key)
         self._call("write", key, lambda: self.fs.pipe_file(path, data))
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        if self.read_only:
+            raise self._not_writable(key)
+        if not self.process_local:
+            return super()._put_if_absent(key, data)  # fsspec has no portable conditional write
+        # memory:// lives in this process, so a process-wide lock makes check-and-put atomic.
+        with _MEMORY_LOCK:
+            if self._head(key) is not None:
+                return False
+            self._put(key, data)
+            return True
 
     def _put_file(self, key: str, path: str) -> None:
         if self.read_only:

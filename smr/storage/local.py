@@ -67,6 +67,15 @@ class LocalStore(Store):
         local_events.object_created(path, len(data))
         return True
 
+    def _copy_from(self, src: "Store", src_key: str, key: str) -> bool:
+        if not isinstance(src, LocalStore):
+            return False
+        source = src._path(src_key)
+        if not os.path.isfile(source):
+            raise NotFound(f"no such object: {src.child_url(src_key)}")
+        self._put_file(key, source)
+        return True
+
     def _tmp_path(self, path: str) -> str:
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)

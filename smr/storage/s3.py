@@ -43,12 +43,16 @@ MiB = 2**20
 MULTIPART_THRESHOLD = 64 * MiB
 #: Part size of multipart uploads (S3 allows 5 MiB .. 5 GiB per part, 10000 parts).
 PART_SIZE = 16 * MiB
+#: Largest object one CopyObject request may copy; bigger ones are copied in parts.
+COPY_LIMIT = 5 * 2**30
+COPY_PART = 512 * MiB
 MAX_PARTS = 10000
 #: Error codes that mean "try again later" rather than "you asked for something wrong".
 RETRY_CODES = frozenset({
     "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
     "TooManyRequestsException", "RequestLimitExceeded", "RequestTimeout",
     "RequestTimeoutException", "InternalError", "ServiceUnavailable", "OperationAborted",
+    "ConditionalRequestConflict",
     "500", "502", "503", "504",
 })
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -84,6 +88,10 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
             ConnectionError, TimeoutError)
 
 
+class _NoConditionalPuts(Exception):
+    """The server refused If-None-Match on PUT."""
+
+
 class S3Store(Store):
     schemes = ("s3", "s3a")
 
@@ -108,11 +116,13 @@ class S3Store(Store):
         self.pool_size = max(10, int(s3_concurrency) + self.upload_threads)
         self.multipart_threshold = max(5 * MiB, int(multipart_threshold))
         self.part_size = max(5 * MiB, int(part_size))
+        self.copy_limit, self.copy_part = COPY_LIMIT, COPY_PART
         self._client_obj: Any = None
         self._client_pid = -1
         self._client_lock = threading.Lock()
         self._lock_pid = os.getpid()
         self._transient: tuple[type[BaseException], ...] | None = None
+        self._conditional_puts = True
 
     # -- the client, one per process --------------------------------------------------------
     @property
@@ -169,10 +179,10 @@ class S3Store(Store):
         return isinstance(err, self._transient)
 
     def _backoff(self, attempt: int, err: BaseException) -> float:
-        # Full jitter (AWS's recommendation): spreads retries of many clients that were
-        # throttled at the same moment, instead of having them all come back together.
-        cap = min(20.0, 0.05 * 2 ** attempt)
-        return random.uniform(cap / 4, cap)
+        # Exponential backoff with full jitter (AWS's recommendation): spreads the retries of
+        # many workers throttled at the same moment, instead of having them come back together.
+        # Caps 0.2, 0.4, ... 12.8 s: about 13 s expected over the 7 retries of 8 attempts.
+        return random.uniform(0, min(20.0, 0.1 * 2 ** attempt))
 
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
         """Run one request (including reading its body) with retries; map errors to StoreErrors."""
@@ -255,6 +265,33 @@ class S3Store(Store):
             return
         self._call("PUT", key, lambda: self.client.put_object(
             Bucket=self.bucket, Key=self._full(key), Body=data))
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        # S3's conditional write (If-None-Match: *) makes create-once atomic; a server without
+        # it (older S3-compatible stores) gets the head-then-put fallback, which can race.
+        from botocore.exceptions import ClientError, ParamValidationError
+        if self._conditional_puts:
+            def put() -> bool:
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data,
+                                           IfNoneMatch="*")
+                    return True
+                except ClientError as e:
+                    code = str(e.response.get("Error", {}).get("Code", ""))
+                    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if code in ("PreconditionFailed", "ConditionalRequestConflict") \
+                            or status in (409, 412):
+                        return False
+                    if code in ("NotImplemented", "InvalidArgument") or status == 501:
+                        raise _NoConditionalPuts() from None
+                    raise
+            try:
+                return self._call("PUT", key, put)
+            except (_NoConditionalPuts, ParamValidationError):
+                log.info("%s: no conditional PUT; create-once falls back to head then put",
+                         self.endpoint or "S3")
+                self._conditional_puts = False
+        return super()._put_if_absent(key, data)
 
     def _put_file(self, key: str, path: str) -> None:
         size = os.path.getsize(path)
@@ -353,6 +390,42 @@ class S3Store(Store):
                 raise
             return ObjectInfo(key, int(resp["ContentLength"]))
         return self._call("HEAD", key, head)
+
+    def _copy_from(self, src: Store, src_key: str, key: str) -> bool:
+        """Server-side copy between two S3 stores on one endpoint: no bytes pass through here."""
+        if not isinstance(src, S3Store) or src.endpoint != self.endpoint:
+            return False
+        info = src._head(src_key)
+        if info is None:
+            raise NotFound(f"no such object: {src.child_url(src_key)}")
+        source = {"Bucket": src.bucket, "Key": src._full(src_key)}
+        full = self._full(key)
+        if info.size <= self.copy_limit:
+            self._call("COPY", key, lambda: self.client.copy_object(
+                Bucket=self.bucket, Key=full, CopySource=source))
+            return True
+        part = max(self.copy_part, math.ceil(info.size / MAX_PARTS))
+        upload_id = self._call("COPY", key, lambda: self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=full))["UploadId"]
+
+        def copy_part(number: int, offset: int) -> dict[str, Any]:
+            last = min(info.size, offset + part) - 1
+            resp = self._call("COPY", key, lambda: self.client.upload_part_copy(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
+                CopySource=source, CopySourceRange=f"bytes={offset}-{last}"))
+            return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+        try:
+            with ThreadPoolExecutor(self.upload_threads, thread_name_prefix="smr-s3-copy") as ex:
+                parts = [f.result() for f in [ex.submit(copy_part, n + 1, off) for n, off in
+                                              enumerate(range(0, info.size, part))]]
+            self._call("COPY", key, lambda: self._complete(key, upload_id, parts, info.size))
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            except Exception as e:
+                log.warning("could not abort multipart copy to %s: %s", self.child_url(key), e)
+            raise
+        return True
 
     def _delete(self, key: str) -> None:
         self._call("DELETE", key, lambda: self.client.delete_object(

@@ -16,6 +16,7 @@ from ..columnar import (FLUSH_ROWS, ColumnarError, Spec, format_lines, hash_part
                         split_by_partition)
 from ..partition import decode_boundaries, overrides_partitioner
 from ..spool import Spool
+from ..storage import join_url
 from .task import TaskContext
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def _user_partitions(job: Any, keys: pa.ChunkedArray, n: int) -> Any:
 def run_map(tc: TaskContext, event: dict[str, Any]) -> dict[str, Any]:
     commit_key = layout.commit_key(tc.job_id, tc.step_index, "map", tc.task)
     if tc.work.head(commit_key) is not None:
-        return layout.read_json(tc.work, commit_key)
+        return tc.finish(layout.read_json(tc.work, commit_key))
     spec = Spec.of(tc.job)
     writer = _PartitionWriter(tc, spec, event)
     on_bad = tc.skip_bad if tc.bad_records == "skip" else None
@@ -122,13 +123,13 @@ def run_map(tc: TaskContext, event: dict[str, Any]) -> dict[str, Any]:
     winner = layout.commit_once(tc.work, commit_key, record)
     if winner.get("attempt") != tc.attempt:
         tc.work.delete(data_key)
-    return winner
+    return tc.finish(winner)
 
 
 def run_reduce(tc: TaskContext, event: dict[str, Any]) -> dict[str, Any]:
     commit_key = layout.commit_key(tc.job_id, tc.step_index, "reduce", tc.task)
     if tc.work.head(commit_key) is not None:
-        return layout.read_json(tc.work, commit_key)
+        return tc.finish(layout.read_json(tc.work, commit_key))
     spec = Spec.of(tc.job)
     tables: list[pa.Table] = []
     rows = 0
@@ -155,8 +156,9 @@ def run_reduce(tc: TaskContext, event: dict[str, Any]) -> dict[str, Any]:
             table = sort_by_key(table, spec.key)
     else:
         table = None
-    out_store = tc.store(tc.spec["output"])
-    out_key = layout.part_name(tc.task)
+    # Under the attempt's own name in the work store; the driver publishes the committed
+    # attempt as part-NNNNN (see reduce_task).
+    out_key = layout.part_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
     with Spool(tc.buffer_bytes()) as out:
         n = 0
         if table is not None:
@@ -164,9 +166,13 @@ def run_reduce(tc: TaskContext, event: dict[str, Any]) -> dict[str, Any]:
             for i in range(0, table.num_rows, step):
                 out.write(format_lines(table.slice(i, step), spec.key))
             n = table.num_rows
-        out.upload(out_store, out_key)
+        out.upload(tc.work, out_key)
         tc.metrics["bytes_written"] = out.size
     tc.job.teardown()
     tc.metrics["records_out"] = n
-    record = tc.commit_record(output_key=out_key, output_url=out_store.child_url(out_key))
-    return layout.commit_once(tc.work, commit_key, record)
+    record = tc.commit_record(output_key=out_key,
+                              output_url=join_url(tc.spec["output"], layout.part_name(tc.task)))
+    winner = layout.commit_once(tc.work, commit_key, record)
+    if winner.get("attempt") != tc.attempt:
+        tc.work.delete(out_key)  # another attempt committed first; ours is garbage
+    return tc.finish(winner)

@@ -74,6 +74,8 @@ def on_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     error = event.get("responsePayload") or {}
     kind = str(error.get("errorType", "error"))
     message = str(error.get("errorMessage", "failed"))
+    if "Records" in payload:
+        return _coordinator_failed(payload, kind, message, context)
     if payload.get("role") not in jobstate.ROLE_PHASE:
         log.error("asynchronous invocation failed (%s: %s): %.300r", kind, message, payload)
         return {"recorded": False}
@@ -83,6 +85,31 @@ def on_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
         adv = jobstate.advance(work, payload["job_id"], WorkerLauncher(context), notify=True)
         return {"recorded": True, "status": adv.status}
     return {"recorded": True}
+
+
+#: Deliveries of a commit event to a coordinator that fails, before the job is failed instead.
+COMMIT_EVENT_DELIVERIES = 3
+
+
+def _coordinator_failed(payload: dict[str, Any], kind: str, message: str,
+                        context: Any) -> dict[str, Any]:
+    """A coordinator invocation failed: deliver its commit event again, as Lambda retries an
+    asynchronous invocation; past the last delivery fail the job, so it never hangs silently."""
+    deliveries = int(payload.get("delivery", 1))
+    jobs = sorted({m.group(1) for r in payload.get("Records", [])
+                   for m in [_JOB_KEY.search(str(r.get("s3", {}).get("object", {}).get("key", "")))]
+                   if m})
+    if deliveries < COMMIT_EVENT_DELIVERIES:
+        WorkerLauncher(context).launch([{**payload, "delivery": deliveries + 1}])
+        return {"redelivered": deliveries + 1}
+    log.error("coordinator failed %d times (%s: %s) on %.300r", deliveries, kind, message,
+              payload)
+    if jobs and payload.get("work"):
+        work = WARM.store(payload["work"], payload.get("store_options") or None)
+        for job_id in jobs:
+            jobstate.mark_failed(work, job_id, f"the coordinator failed {deliveries} times: "
+                                               f"{kind}: {message}")
+    return {"failed_jobs": jobs}
 
 
 def on_advance(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import jobstate, layout
 from ..platforms.invoker import invoker_for
-from .runtime import WARM
+from .runtime import WARM, check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,10 @@ def tree_children(n: int, size: int) -> list[int]:
 
 def run_task(event: dict[str, Any], context: Any) -> Any:
     work = WARM.store(event["work"], event.get("store_options"))
-    jobstate.record_run(work, event)
+    check_job_id(event["job_id"])
+    # A committed task's late or duplicate attempt leaves no trace, not even a run record.
+    if work.head(jobstate.commit_key_of(event)) is None:
+        jobstate.record_run(work, event)
     invoker = None
     if "tree" in event or event.get("notify"):
         invoker = invoker_for(event.get("platform"), context)

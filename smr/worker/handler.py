@@ -17,7 +17,9 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     if "event_ref" in event:
         # The payload was too big to send inline (Lambda's 256 KB limit); it waits in the store.
         work = WARM.store(event["work"], event.get("store_options"))
-        event = layout.read_json(work, event["event_ref"])
+        stored = layout.read_json(work, event["event_ref"])
+        # The stored copy holds no store options (they may carry credentials); the inline ones do.
+        event = {**stored, "store_options": event.get("store_options") or {}}
     if "Records" in event:
         # An object-created notification (S3's event shape): an upload or a task commit.
         from . import coordinator

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Iterator
 from .. import layout
 from ..api import is_columnar
 from ..formats import Block, RecordError, iter_blocks, record_parser
-from ..shuffle import CHECK_EVERY, MapOutput, freeze, iter_frames
+from ..shuffle import CHECK_EVERY, MapOutput, SerializationError, freeze, iter_frames
 from ..partition import make_partitioner
 from ..spool import Spool
 from .task import TaskContext, describe_bad_output
@@ -26,7 +26,7 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         commit_key = layout.commit_key(tc.job_id, tc.step_index, "map", tc.task)
         done = tc.work.head(commit_key)
         if done is not None:  # a duplicate invocation of a committed task: nothing to do
-            return layout.read_json(tc.work, commit_key)
+            return tc.finish(layout.read_json(tc.work, commit_key))
         out = MapOutput(event["partitions"], step.combine, tc.buffer_bytes(),
                         partitioner=make_partitioner(tc.job, event))
         try:
@@ -40,7 +40,12 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
                     _map_pairs(tc, key, mapper, out)
             tc.job.teardown()
             with Spool(tc.buffer_bytes()) as data:
-                segments = out.finish(data)
+                try:
+                    segments = out.finish(data)
+                except SerializationError as e:
+                    name = getattr(step.map, "__qualname__", "map")
+                    raise SerializationError(f"{name} yielded a pair that cannot be shuffled: "
+                                             f"{e}") from e
                 size = data.size
                 data_key = layout.map_data_key(tc.job_id, tc.step_index, tc.task, tc.attempt,
                                                md5=bool(tc.spec.get("md5_prefixes")))
@@ -50,11 +55,15 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         tc.metrics["records_out"] = out.records_out
         tc.metrics["bytes_shuffled"] = size
         tc.metrics["spills"] = out.spills
-        record = tc.commit_record(data_key=data_key, segments=segments)
+        bad_key = tc.upload_bad_records()
+        record = tc.commit_record(data_key=data_key, segments=segments, bad_key=bad_key)
         winner = layout.commit_once(tc.work, commit_key, record)
         if winner.get("attempt") != tc.attempt:
-            tc.work.delete(data_key)  # another attempt committed first; ours is garbage
-        return winner
+            # Another attempt committed first; ours is garbage.
+            tc.work.delete(data_key)
+            if bad_key:
+                tc.work.delete(bad_key)
+        return tc.finish(winner)
 
 
 def _wrap_mapper(map_fn: Callable | None, input_format: str | None) -> Callable[[Any], Iterable]:

@@ -11,6 +11,7 @@ from .. import layout
 from ..api import is_columnar
 from ..shuffle import FRAME_ENTRIES, ZSTD_LEVEL, Grouper, iter_frames, iter_pairs, packb
 from ..spool import Spool
+from ..storage import join_url
 from .task import TaskContext
 
 
@@ -21,7 +22,7 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
             return columnar_task.run_reduce(tc, event)
         commit_key = layout.commit_key(tc.job_id, tc.step_index, "reduce", tc.task)
         if tc.work.head(commit_key) is not None:
-            return layout.read_json(tc.work, commit_key)
+            return tc.finish(layout.read_json(tc.work, commit_key))
         grouper = Grouper(tc.buffer_bytes())
         try:
             for key, offset, length in event["sources"]:
@@ -37,11 +38,13 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
             pairs = _reduce_groups(tc, grouper.groups())
             with Spool(tc.buffer_bytes()) as out:
                 if tc.final_step:
+                    # Written under the attempt's own name in the work store, like every other
+                    # task output; the driver publishes the committed attempt's bytes as
+                    # part-NNNNN, so a losing, duplicate or late attempt never touches the output.
                     n = _write_text(out, pairs)
-                    out_store = tc.store(tc.spec["output"])
-                    out_key = layout.part_name(tc.task)
-                    out.upload(out_store, out_key)
-                    out_url = out_store.child_url(out_key)
+                    out_key = layout.part_key(tc.job_id, tc.step_index, tc.task, tc.attempt)
+                    out.upload(tc.work, out_key)
+                    out_url = join_url(tc.spec["output"], layout.part_name(tc.task))
                 else:
                     n = _write_frames(out, pairs)
                     out_key = layout.step_output_key(tc.job_id, tc.step_index, tc.task, tc.attempt,
@@ -55,9 +58,9 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
             grouper.close()
         record = tc.commit_record(output_key=out_key, output_url=out_url)
         winner = layout.commit_once(tc.work, commit_key, record)
-        if winner.get("attempt") != tc.attempt and not tc.final_step:
-            tc.work.delete(out_key)
-        return winner
+        if winner.get("attempt") != tc.attempt:
+            tc.work.delete(out_key)  # another attempt committed first; ours is garbage
+        return tc.finish(winner)
 
 
 def _reduce_groups(tc: TaskContext, groups: Iterator[tuple[Any, list]]) -> Iterator[tuple[Any, Any]]:

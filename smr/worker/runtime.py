@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,17 @@ class LoadedJob:
     def new_job(self) -> Job:
         """A fresh job object per task, so state set by one task's setup() never leaks."""
         return pickle.loads(self.code)
+
+
+#: What a job id looks like (smr.driver.new_job_id); nothing in one can reach another directory.
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_job_id(job_id: Any) -> str:
+    """A job id from an event names one directory under ``jobs/``, and nothing else."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise ValueError(f"invalid job id {job_id!r} in event")
+    return job_id
 
 
 class WarmState:
@@ -52,6 +64,8 @@ class WarmState:
             return st
 
     def job(self, work: Store, job_id: str) -> LoadedJob:
+        """The job's spec and code, read only from ``jobs/<job_id>/`` in the event's work store."""
+        check_job_id(job_id)
         key = (work.url, job_id)
         with self._lock:
             loaded = self._jobs.get(key)

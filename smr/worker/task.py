@@ -1,15 +1,19 @@
 """What every task shares: its job, its stores, its metrics and its commit record."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import resource
 import time
 from typing import Any, Callable
 
+from .. import layout
+from ..faults import FaultAgent
 from ..formats import RecordError
 from ..jobstate import job_start_time
 from ..shuffle import SerializationError
+from ..spool import Spool
 from .runtime import WARM
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,9 @@ class TaskContext:
         self.task: int = event["task"]
         self.attempt: str = event["attempt"]
         self.store_options: dict[str, Any] = event.get("store_options") or {}
-        self.work = WARM.store(event["work"], self.store_options)
+        # Fault injection (tests, --inject-faults): the driver's verdict for this invocation.
+        self.faults = FaultAgent(event.get("faults"), context)
+        self.work = self.faults.wrap(WARM.store(event["work"], self.store_options), "work")
         self._requests_before = WARM.all_requests()
         loaded = WARM.job(self.work, self.job_id)
         self.spec = loaded.spec
@@ -43,7 +49,7 @@ class TaskContext:
         self.step = steps[self.step_index]
         self.final_step = self.step_index == len(steps) - 1
         self.bad_records: str = self.spec.get("bad_records", "fail")
-        self.bad: list[dict[str, Any]] = []
+        self._bad: Spool | None = None
         self.metrics: dict[str, Any] = {"records_in": 0, "records_out": 0, "bytes_read": 0,
                                         "bytes_written": 0, "bytes_shuffled": 0, "spills": 0,
                                         "bad_records": 0}
@@ -52,10 +58,21 @@ class TaskContext:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        if self._bad is not None:
+            self._bad.close()
 
     def store(self, url: str):
-        return WARM.store(url, self.store_options)
+        return self.faults.wrap(WARM.store(url, self.store_options), str(len(self.faults.stores)))
+
+    def finish(self, winner: dict[str, Any]) -> dict[str, Any]:
+        """The invocation's result: the winning commit record, plus what this attempt injected.
+
+        An injected fault that the task's requests did not reach fires here, after the commit,
+        so "crashed after committing" is among the cases the faults cover.
+        """
+        self.faults.fire()
+        injected = self.faults.injected()
+        return {**winner, "injected": injected} if injected else winner
 
     @property
     def memory_mb(self) -> int:
@@ -69,11 +86,26 @@ class TaskContext:
         return int(self.memory_mb * 2**20 * DATA_SHARE * 0.5)
 
     def skip_bad(self, err: RecordError, raw: bytes) -> None:
+        """Count a bad record and keep it (JSON lines) for the output's ``_bad_records``."""
         self.metrics["bad_records"] += 1
-        log.warning("skipping bad record: %s", err)
-        if len(self.bad) < 1000:
-            self.bad.append({"url": err.url, "offset": err.offset, "error": err.cause,
-                             "record": raw[:4096].decode("utf-8", "replace")})
+        log.info("skipping bad record: %s", err)
+        if self._bad is None:
+            self._bad = Spool(1 << 20)
+        line = json.dumps({"url": err.url, "offset": err.offset, "error": err.cause,
+                           "record": raw[:4096].decode("utf-8", "replace")}, ensure_ascii=False)
+        self._bad.write(line.encode() + b"\n")
+
+    def upload_bad_records(self) -> str | None:
+        """Store the skipped records under this attempt's name; the key, or None if none."""
+        if self._bad is None:
+            return None
+        key = layout.bad_records_key(self.job_id, self.step_index, self.task, self.attempt)
+        try:
+            self._bad.upload(self.work, key)
+        finally:
+            self._bad.close()
+            self._bad = None
+        return key
 
     def commit_record(self, **fields: Any) -> dict[str, Any]:
         ended = time.time()
@@ -91,7 +123,7 @@ class TaskContext:
         )
         return {"task": self.task, "attempt": self.attempt, "phase": self.phase,
                 "step": self.step_index, "metrics": self.metrics,
-                "counters": self.job._take_counters(), "bad": self.bad, **fields}
+                "counters": self.job._take_counters(), **fields}
 
 
 def describe_bad_output(fn: Callable, record: Any, error: Exception) -> str:
