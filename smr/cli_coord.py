@@ -97,7 +97,7 @@ def wait(job_id: str, work_dir: str | None, s3_endpoint: str | None,
     while True:
         # Two heads a poll; the full status (which reads every commit record) only at the end.
         finished = is_finished(work, job_id)
-        failed = work.head(layout.failed_key(job_id)) is not None
+        failed = work.head(layout.failure_key(job_id)) is not None
         if finished or failed or (deadline is not None and time.time() > deadline):
             st = job_status(work, job_id)
             if st["phase"] == "succeeded":
