@@ -35,29 +35,16 @@ def _cached(path: str, params: dict, make) -> str:
     return path
 
 
-def _whole_lines(paths: list[str]) -> None:
-    # smr.generate can end a file in a partial line (a short last chunk is cut at the size, not
-    # at a newline); a partial uservisits row is a bad record, so cut files at their last newline.
-    for path in paths:
-        with open(path, "rb+") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - 4096))
-            tail = f.read()
-            cut = tail.rfind(b"\n")
-            if cut >= 0:
-                f.truncate(size - len(tail) + cut + 1)
-
-
 def text(root: str, size: int, files: int, seed: int = 1) -> str:
     return _cached(os.path.join(root, "text"), {"size": size, "files": files, "seed": seed,
                                                 "whole_lines": True},
-                   lambda p: _whole_lines(generate_text(p, size, seed=seed, files=files)))
+                   lambda p: generate_text(p, size, seed=seed, files=files))
 
 
 def uservisits(root: str, size: int, files: int, seed: int = 2) -> str:
     return _cached(os.path.join(root, "uservisits"), {"size": size, "files": files, "seed": seed,
                                                       "whole_lines": True},
-                   lambda p: _whole_lines(generate_uservisits(p, size, seed=seed, files=files)))
+                   lambda p: generate_uservisits(p, size, seed=seed, files=files))
 
 
 def terasort(root: str, size: int, files: int, seed: int = 3) -> str:

@@ -62,11 +62,10 @@ def _write_files(output: str, size: int, files: int, name: str,
             while written < target:
                 data = chunk(rng, target - written)
                 if written + len(data) > target:
-                    # End the file on a whole line where one fits, else exactly at the size.
-                    cut = data.rfind(b"\n", 0, target - written)
-                    data = data[:cut + 1] if cut >= 0 else data[:target - written]
-                    if not data:
-                        break
+                    # Files end on a whole line, so they hold whole records (a little under the
+                    # size rather than a truncated row).
+                    out.write(data[:data.rfind(b"\n", 0, target - written) + 1])
+                    break
                 out.write(data)
                 written += len(data)
         os.replace(tmp, path)
@@ -75,7 +74,8 @@ def _write_files(output: str, size: int, files: int, name: str,
 
 
 def generate_text(output: str, size: int, *, seed: int = 0, files: int = 1) -> list[str]:
-    """Lines of words with Zipf frequencies, about ``size`` bytes over ``files`` files."""
+    """Lines of words with Zipf frequencies, at most ``size`` bytes over ``files`` files, each
+    ending with a newline."""
     vocab = _vocabulary(np.random.default_rng([seed, 1 << 20]))
     # Each word appears twice in the pool: once followed by a space, once by a newline.
     tokens = [w + b" " for w in vocab] + [w + b"\n" for w in vocab]
