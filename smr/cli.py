@@ -91,15 +91,7 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     from .storage import StoreError
 
     try:
-        values: dict[str, Any] = {}
-        source = ""
-        if job.endswith(CONFIG_SUFFIXES):
-            values = load_config_file(job)
-            source = job
-            if not values.get("job"):
-                raise ConfigError(f"{job}: field 'job': missing (name the job, e.g. wordcount.py)")
-        else:
-            values["job"] = job
+        values, source = job_values(job)
         if inputs:
             values["input"] = list(inputs)
         values.update({k: v for k, v in flags.items() if v is not None})
@@ -118,6 +110,17 @@ def run(job: str, inputs: tuple[str, ...], as_json: bool, **flags: Any) -> None:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
         click.echo(one_line_summary(summary))
+
+
+def job_values(job: str) -> tuple[dict[str, Any], str]:
+    """The settings JOB stands for (a config file's fields, or the job reference alone), and
+    the config file's name for error messages ("" for none)."""
+    if not job.endswith(CONFIG_SUFFIXES):
+        return {"job": job}, ""
+    values = load_config_file(job)
+    if not values.get("job"):
+        raise ConfigError(f"{job}: field 'job': missing (name the job, e.g. wordcount.py)")
+    return values, job
 
 
 def one_line_summary(s: dict[str, Any]) -> str:

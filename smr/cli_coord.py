@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli import SmrError, main, make_progress, one_line_summary
+from .cli import SmrError, job_values, main, make_progress, one_line_summary
 
 
 def _work_dir(value: str | None) -> str:
@@ -199,22 +199,14 @@ def deploy(job: str, watch: str, output: str, name: str | None, window: float, p
     import os
     import re
 
-    from .config import CONFIG_SUFFIXES, ConfigError, load_config_file, make_settings
+    from .config import ConfigError, make_settings
     from .driver import _norm
     from .jobload import JobLoadError, load_job
     from .triggers import TriggerError, register
     try:
-        values: dict[str, Any] = {}
-        source = ""
-        if job.endswith(CONFIG_SUFFIXES):
-            values = load_config_file(job)
-            source = job
-            if not values.get("job"):
-                raise ConfigError(f"{job}: field 'job': missing (name the job, e.g. wordcount.py)")
-            for ignored in ("input", "output", "overwrite"):
-                values.pop(ignored, None)  # a trigger's inputs and outputs come from events
-        else:
-            values["job"] = job
+        values, source = job_values(job)
+        for ignored in ("input", "output", "overwrite"):
+            values.pop(ignored, None)  # a trigger's inputs and outputs come from events
         values.update({k: v for k, v in flags.items() if v is not None})
         if s3_endpoint:
             values["s3_endpoint"] = s3_endpoint

@@ -25,15 +25,7 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
             return tc.finish(layout.read_json(tc.work, commit_key))
         grouper = Grouper(tc.buffer_bytes())
         try:
-            for key, offset, length in event["sources"]:
-                if length == 0:
-                    continue
-                tc.metrics["bytes_read"] += length
-                raw = tc.work.open_range(key, offset, offset + length)
-                for frame in iter_frames(io.BufferedReader(raw, buffer_size=1 << 20)):
-                    tc.metrics["records_in"] += sum(len(e[1]) for e in frame)
-                    grouper.add_entries(frame)
-            tc.metrics["spills"] = len(grouper.runs)
+            read_sources(tc, event["sources"], grouper)
             tc.job.setup()
             pairs = _reduce_groups(tc, grouper.groups())
             with Spool(tc.buffer_bytes()) as out:
@@ -61,6 +53,19 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if winner.get("attempt") != tc.attempt:
             tc.work.delete(out_key)  # another attempt committed first; ours is garbage
         return tc.finish(winner)
+
+
+def read_sources(tc: TaskContext, sources: list, grouper: Grouper) -> None:
+    """Group every ``[key, offset, length]`` segment of shuffle data (one ranged read each)."""
+    for key, offset, length in sources:
+        if length == 0:
+            continue
+        tc.metrics["bytes_read"] += length
+        raw = tc.work.open_range(key, offset, offset + length)
+        for frame in iter_frames(io.BufferedReader(raw, buffer_size=1 << 20)):
+            tc.metrics["records_in"] += sum(len(e[1]) for e in frame)
+            grouper.add_entries(frame)
+    tc.metrics["spills"] = len(grouper.runs)
 
 
 def _reduce_groups(tc: TaskContext, groups: Iterator[tuple[Any, list]]) -> Iterator[tuple[Any, Any]]:

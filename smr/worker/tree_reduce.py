@@ -8,15 +8,14 @@ and earlier levels' outputs alike.
 """
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import zstandard
 
 from .. import layout
-from ..shuffle import FRAME_ENTRIES, ZSTD_LEVEL, Grouper, iter_frames, packb
+from ..shuffle import FRAME_ENTRIES, ZSTD_LEVEL, Grouper, packb
 from ..spool import Spool
-from .reduce_task import _reduce_groups
+from .reduce_task import _reduce_groups, read_sources
 from .task import TaskContext
 
 
@@ -28,15 +27,7 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
             return layout.read_json(tc.work, commit_key)
         grouper = Grouper(tc.buffer_bytes())
         try:
-            for key, offset, length in event["sources"]:
-                if length == 0:
-                    continue
-                tc.metrics["bytes_read"] += length
-                raw = tc.work.open_range(key, offset, offset + length)
-                for frame in iter_frames(io.BufferedReader(raw, buffer_size=1 << 20)):
-                    tc.metrics["records_in"] += sum(len(e[1]) for e in frame)
-                    grouper.add_entries(frame)
-            tc.metrics["spills"] = len(grouper.runs)
+            read_sources(tc, event["sources"], grouper)
             tc.job.setup()
             data_key = layout.tree_data_key(tc.job_id, tc.step_index, name, tc.attempt)
             with Spool(tc.buffer_bytes()) as out:
