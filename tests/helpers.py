@@ -61,6 +61,17 @@ def expected_word_counts(d: Path) -> Counter:
     return c
 
 
+def expected_query2a(d: Path) -> dict:
+    """Query 2a in plain Python: SUM(adRevenue) GROUP BY SUBSTR(sourceIP, 1, 8)."""
+    from collections import defaultdict
+    sums: dict = defaultdict(float)
+    for p in input_files(d):
+        for line in text_lines(p.read_bytes()):
+            f = line.split(",")
+            sums[f[0][:8]] += float(f[3])
+    return sums
+
+
 def read_output(out: Path) -> list[tuple]:
     """Every output record as (key, value), parsed from the part files."""
     assert (out / "_SUCCESS").exists(), "output has no _SUCCESS marker"

@@ -15,7 +15,7 @@ import pytest
 import smr
 from smr.driver import JobFailed, run_job
 
-from helpers import EXAMPLES, expected_word_counts, input_files, read_output, text_lines, write
+from helpers import EXAMPLES, expected_query2a, expected_word_counts, input_files, read_output, text_lines, write
 from test_examples import make_uservisits
 
 
@@ -74,11 +74,7 @@ def test_query2a_columnar_matches_plain_python_and_duckdb(tmp_path, platform_nam
             reducers=3, split_size=20_000, platform=platform_name)
     assert_record_format(tmp_path / "out", 3)
     got = dict(read_output(tmp_path / "out"))
-    plain: dict = defaultdict(float)
-    for p in input_files(d):
-        for line in text_lines(p.read_bytes()):
-            f = line.split(",")
-            plain[f[0][:8]] += float(f[3])
+    plain = expected_query2a(d)
     duck = dict(duckdb.connect().execute(
         "SELECT SUBSTR(column0, 1, 8), SUM(column3) FROM read_csv(?, header=false, auto_detect=false, "
         "columns={'column0':'VARCHAR','column1':'VARCHAR','column2':'VARCHAR','column3':'DOUBLE',"

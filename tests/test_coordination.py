@@ -28,7 +28,7 @@ from smr.storage import open_store
 from smr.worker.fanout import tree_children
 from smr.worker.handler import handler
 
-from helpers import EXAMPLES, expected_word_counts, input_files, read_output, text_lines
+from helpers import EXAMPLES, expected_query2a, expected_word_counts, read_output
 from test_examples import make_uservisits
 
 COMBOS = [("direct", "shuffle"), ("tree", "shuffle"), ("direct", "tree"), ("tree", "tree")]
@@ -64,11 +64,7 @@ def test_query2a_every_strategy_matches_plain_python(tmp_path, platform_name, fa
             work_dir=str(tmp_path / "work"), reducers=2, split_size=20_000, concurrency=2,
             fanout=fanout, reduce=reduce, reduce_fan_in=2, platform=platform_name)
     got = dict(read_output(tmp_path / "out"))
-    plain: dict = defaultdict(float)
-    for p in input_files(d):
-        for line in text_lines(p.read_bytes()):
-            f = line.split(",")
-            plain[f[0][:8]] += float(f[3])
+    plain = expected_query2a(d)
     assert set(got) == set(plain)
     for k in got:
         assert math.isclose(got[k], plain[k], rel_tol=1e-9)

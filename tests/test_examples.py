@@ -9,7 +9,7 @@ import duckdb
 
 from smr.driver import run_job
 
-from helpers import EXAMPLES, expected_word_counts, input_files, read_output, text_lines, write
+from helpers import EXAMPLES, expected_query2a, expected_word_counts, input_files, read_output, text_lines, write
 
 
 def make_uservisits(d, rows=4000, files=3, seed=3):
@@ -32,11 +32,7 @@ def test_query2a_matches_plain_python_and_duckdb(tmp_path, platform_name):
     run_job(str(EXAMPLES / "query2a.py"), input=[str(d)], output=str(tmp_path / "out"),
             reducers=3, split_size=20_000, platform=platform_name)
     got = dict(read_output(tmp_path / "out"))
-    plain: dict = defaultdict(float)
-    for p in input_files(d):
-        for line in text_lines(p.read_bytes()):
-            f = line.split(",")
-            plain[f[0][:8]] += float(f[3])
+    plain = expected_query2a(d)
     con = duckdb.connect()
     rows = con.execute(
         "SELECT SUBSTR(sourceIP, 1, 8), SUM(adRevenue) FROM read_csv(?, header=false, auto_detect=false, "
