@@ -137,12 +137,20 @@ def record_run(work: Store, event: dict[str, Any]) -> None:
     layout.write_json(work, key, {"started": time.time(), "attempt": event["attempt"]})
 
 
-def record_failure(work: Store, event: dict[str, Any], kind: str, message: str) -> None:
-    """An attempt failed; the coordinator relaunches the task while attempts remain."""
+def record_failure(work: Store, event: dict[str, Any], kind: str, message: str,
+                   started: float | None = None) -> None:
+    """An attempt failed; the coordinator relaunches the task while attempts remain.
+
+    ``started``, when the caller knows it, lets the timeline draw an attempt that failed before
+    its run record was due (see ``smr.worker.run_records``).
+    """
     key = layout.attempt_key(event["job_id"], event["step"], ROLE_PHASE[event["role"]], "failed",
                              task_name(event), event.get("attempt", "unknown"))
-    layout.write_json(work, key, {"kind": kind, "message": message[:2000], "ended": time.time(),
-                                  "attempt": event.get("attempt", "unknown")})
+    record = {"kind": kind, "message": message[:2000], "ended": time.time(),
+              "attempt": event.get("attempt", "unknown")}
+    if started is not None:
+        record["started"] = started
+    layout.write_json(work, key, record)
 
 
 def is_finished(work: Store, job_id: str) -> bool:
@@ -645,7 +653,14 @@ def iter_attempts(st: JobState) -> Iterable[dict[str, Any]]:
                     run = layout.read_json(st.work, f"{prefix}{n}.json")
                 except Exception:
                     continue
-                f = failed.get(n)
+                f = failed.pop(n, None)
                 yield {"step": step, "phase": SHOWN_PHASE[phase], "task": n.rsplit("-", 1)[0],
                        "start": run["started"], "end": f["ended"] if f else None,
                        "outcome": f["kind"] if f else "lost", "retries": 0}
+            # Attempts that failed before their run record was due.
+            for n, f in sorted(failed.items()):
+                if n in committed_attempts:
+                    continue
+                yield {"step": step, "phase": SHOWN_PHASE[phase], "task": n.rsplit("-", 1)[0],
+                       "start": f.get("started", f["ended"]), "end": f["ended"],
+                       "outcome": f["kind"], "retries": 0}

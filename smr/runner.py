@@ -26,8 +26,9 @@ import random
 import statistics
 import time
 import uuid
+import queue
 from collections import Counter, deque
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,12 @@ class TaskRunner:
         self._owner: dict[Future, int] = {}
         self._ready: deque[int] = deque(range(len(self.tasks)))
         self._delayed: list[tuple[float, int]] = []
+        # Finished futures arrive here from their done-callbacks, so the loop never scans every
+        # running attempt, and counts of closed tasks are kept, not recounted: a phase with
+        # thousands of tiny tasks stays linear.
+        self._completed: "queue.SimpleQueue[Future]" = queue.SimpleQueue()
+        self._n_done = 0
+        self._n_superseded = 0
         self.outcomes: Any = None  # a StoreOutcomes, for platforms that do not report results
 
     # -- the loop -----------------------------------------------------------------------------
@@ -107,7 +114,7 @@ class TaskRunner:
         """The winning commit of every task, in task order (sub-tasks in place of their parent)."""
         settings = self.run_.settings
         limit = settings.concurrency
-        while any(t.open for t in self.tasks):
+        while self._n_done + self._n_superseded < len(self.tasks):
             now = time.time()
             for item in [d for d in self._delayed if d[0] <= now]:
                 self._delayed.remove(item)
@@ -118,14 +125,21 @@ class TaskRunner:
                     self._start(i)
             if settings.speculative and not self._ready and self._running() < limit:
                 self._speculate(limit)
-            futures = list(self._owner)
-            if not futures:
+            if not self._owner:
                 soonest = min((d[0] for d in self._delayed), default=now + 0.01)
                 time.sleep(min(0.5, max(0.005, soonest - time.time())))
                 continue
-            finished, _ = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                self._finished(fut)
+            try:
+                fut = self._completed.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            while True:
+                if fut in self._owner:  # not a cancelled loser already dealt with
+                    self._finished(fut)
+                try:
+                    fut = self._completed.get_nowait()
+                except queue.Empty:
+                    break
         for fut in list(self._owner):  # losers and duplicates: not needed any more
             fut.cancel()
         return self._ordered_results()
@@ -168,6 +182,7 @@ class TaskRunner:
             fut = self._invoke(event)
             t.running[fut] = attempt
             self._owner[fut] = i
+            fut.add_done_callback(self._completed.put)
 
     def _invoke(self, event: dict[str, Any]) -> Future:
         run = self.run_
@@ -249,15 +264,15 @@ class TaskRunner:
         if layout.is_split(commit):
             return  # an attempt that started after the re-split found the split record
         t.result = commit
+        self._n_done += 1
         self.durations.append(time.time() - attempt.started)
         if attempt.backup and commit.get("attempt") == attempt.id:
             self.counts["speculative_won"] += 1
         for other in list(t.running):
             other.cancel()
         self.bytes_done += commit["metrics"].get("bytes_read", 0)
-        done = sum(1 for x in self.tasks if x.result is not None)
-        total = sum(1 for x in self.tasks if not x.superseded)
-        self.run_.progress.task_done(self.name, done, total, self.bytes_done)
+        self.run_.progress.task_done(self.name, self._n_done, len(self.tasks) - self._n_superseded,
+                                     self.bytes_done)
 
     def _read_commit(self, i: int) -> dict[str, Any] | None:
         ev = self.tasks[i].event
@@ -281,7 +296,7 @@ class TaskRunner:
         t.errors.append(entry)
         try:  # for `smr status` and `smr resume`: the attempt counts even if this client dies
             jobstate.record_failure(run.work, {**t.event, "attempt": attempt.id}, err.kind,
-                                    message)
+                                    message, started=attempt.started)
         except Exception:
             log.debug("could not record the failure of %s task %s", self.name, t.label,
                       exc_info=True)
@@ -325,8 +340,10 @@ class TaskRunner:
         if not layout.is_split(winner):
             # An attempt committed after all (a duplicate or backup outlived the failure).
             t.result = winner
+            self._n_done += 1
             return True
         t.superseded = True
+        self._n_superseded += 1
         t.split_into = ids
         for j, half in zip(ids, halves):
             sub = TaskState({**ev, "task": j, "splits": half}, f"{t.label}.{j - ids[0]}",

@@ -35,9 +35,14 @@ def tree_children(n: int, size: int) -> list[int]:
 def run_task(event: dict[str, Any], context: Any) -> Any:
     work = WARM.store(event["work"], event.get("store_options"))
     check_job_id(event["job_id"])
-    # A committed task's late or duplicate attempt leaves no trace, not even a run record.
-    if work.head(jobstate.commit_key_of(event)) is None:
-        jobstate.record_run(work, event)
+    token = WARM.runs.started(work, event)
+    try:
+        return _run_task(work, event, context)
+    finally:
+        WARM.runs.finished(token)
+
+
+def _run_task(work: Any, event: dict[str, Any], context: Any) -> Any:
     invoker = None
     if "tree" in event or event.get("notify"):
         invoker = invoker_for(event.get("platform"), context)

@@ -17,6 +17,7 @@ from typing import Any
 from .. import layout
 from ..api import Job
 from ..storage import Store, open_store
+from .run_records import RunRecorder
 
 
 @dataclass
@@ -46,6 +47,7 @@ class WarmState:
         self._stores: dict[tuple[int, str, str], Store] = {}
         self._jobs: dict[tuple[str, str], LoadedJob] = {}
         self._served_pid: int | None = None
+        self.runs = RunRecorder()
 
     def first_invocation(self) -> bool:
         """True for the first call in this process: a cold start, where no host says so."""
