@@ -287,8 +287,7 @@ class JobRun:
             maps = self._run_phase(name, "map", map_events, map_bytes)
             reduce_events = []
             for r in range(reducers):
-                srcs = [[c["data_key"], c["segments"][r][0], c["segments"][r][1]]
-                        for c in maps.commits]
+                srcs = [layout.shuffle_source(c, r) for c in maps.commits]
                 reduce_events.append({**base, "role": "reduce", "task": r, "sources": srcs})
             shuffled = sum(c["metrics"]["bytes_shuffled"] for c in maps.commits)
             name = "reduce" if len(self.steps) == 1 else f"step {index + 1} reduce"

@@ -293,8 +293,7 @@ class JobState:
         out = []
         for t in range(self.map_count(step)):
             for c in self._map_commits(step, t):
-                offset, length = c["segments"][part]
-                out.append([c["data_key"], offset, length])
+                out.append(layout.shuffle_source(c, part))
         return out
 
     def _map_commits(self, step: int, task: int) -> list[dict[str, Any]]:

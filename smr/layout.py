@@ -19,6 +19,7 @@ rebuild the job's state from the store alone:
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -102,6 +103,21 @@ def read_json(store: Store, key: str) -> Any:
 
 def write_json(store: Store, key: str, obj: Any) -> None:
     store.put(key, json.dumps(obj, separators=(",", ":"), sort_keys=True).encode())
+
+
+#: Map output at most this size travels inside the commit record, not as an object of its own:
+#: a tiny task then creates one object instead of two, and its reducers read no object for it.
+INLINE_SHUFFLE_BYTES = 2048
+
+
+def shuffle_source(commit: dict[str, Any], part: int) -> list[Any]:
+    """Where reducer ``part`` finds its segment of a map commit: ``[data_key, offset, length]``,
+    or ``[None, 0, length, base64]`` for output carried inline."""
+    offset, length = commit["segments"][part]
+    if commit.get("data_key") is None:
+        data = base64.b64decode(commit["inline"])[offset:offset + length]
+        return [None, 0, length, base64.b64encode(data).decode()]
+    return [commit["data_key"], offset, length]
 
 
 def commit_once(store: Store, key: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Python's per-process salted ``hash``.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import os
 import tempfile
@@ -101,6 +102,17 @@ def sorted_keys(keys: Iterable[Any]) -> list[Any]:
     return sorted(keys, key=order_key)
 
 
+@functools.lru_cache(maxsize=4)
+def _process(pid: int) -> psutil.Process:
+    return psutil.Process(pid)
+
+
+def _this_process() -> psutil.Process:
+    # Made once per process (keyed by pid, so never shared across a fork): a tiny task would
+    # otherwise spend more on psutil's /proc reads than on its data.
+    return _process(os.getpid())
+
+
 class MemoryGauge:
     """Decides when buffered data must leave memory, by the process's resident size.
 
@@ -109,7 +121,7 @@ class MemoryGauge:
     """
 
     def __init__(self, budget_bytes: int) -> None:
-        self._proc = psutil.Process()
+        self._proc = _this_process()
         self.base = self.rss()
         self.limit = self.base + max(budget_bytes, 1)
 

@@ -47,6 +47,12 @@ class Spool:
         while chunk := self._f.read(1 << 22):
             out.write(chunk)
 
+    def small_value(self, limit: int) -> bytes | None:
+        """The content, if it is in memory and at most ``limit`` bytes; else None."""
+        if self.path is None and self.size <= limit:
+            return self._f.getvalue()  # type: ignore[attr-defined]
+        return None
+
     def upload(self, store: Store, key: str) -> None:
         """Store the content as one object: a plain put from memory, else a (multipart) upload."""
         if self.path is None:

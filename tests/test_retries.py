@@ -120,7 +120,16 @@ def test_a_map_task_out_of_memory_is_re_split(tmp_path):
     assert all(layout.is_split(c) for c in parents)
     sources = st.map_sources(0, 0)
     assert len(sources) == s["tasks"]["map"]
-    assert len({key for key, _, _ in sources}) == len(sources)
+    leaves, todo = [], [c for c in parents]
+    while todo:
+        c = todo.pop(0)
+        if layout.is_split(c):
+            todo[:0] = [layout.read_json(work, layout.commit_key(s["job_id"], 0, "map", j))
+                        for j in c["split_into"]]
+        else:
+            leaves.append(c)
+    assert sorted(map(str, sources)) == sorted(str(layout.shuffle_source(c, 0)) for c in leaves)
+    assert len({c["attempt"] for c in leaves}) == len(sources)
     parts = {p.name: p.read_bytes() for p in (tmp_path / "out").glob("part-*")}
     (tmp_path / "out" / "_SUCCESS").unlink()
     again = finalize(JobState(work, s["job_id"]))

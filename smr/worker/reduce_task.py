@@ -1,6 +1,7 @@
 """A reduce task: fetch its partition from every committed map output, group, reduce, write."""
 from __future__ import annotations
 
+import base64
 import io
 import json
 from typing import Any, Iterator
@@ -56,12 +57,17 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def read_sources(tc: TaskContext, sources: list, grouper: Grouper) -> None:
-    """Group every ``[key, offset, length]`` segment of shuffle data (one ranged read each)."""
-    for key, offset, length in sources:
+    """Group every segment of shuffle data (see ``layout.shuffle_source``; one ranged read each,
+    none for segments carried in the event)."""
+    for source in sources:
+        key, offset, length = source[:3]
         if length == 0:
             continue
         tc.metrics["bytes_read"] += length
-        raw = tc.work.open_range(key, offset, offset + length)
+        if key is None:
+            raw: Any = io.BytesIO(base64.b64decode(source[3]))
+        else:
+            raw = tc.work.open_range(key, offset, offset + length)
         for frame in iter_frames(io.BufferedReader(raw, buffer_size=1 << 20)):
             tc.metrics["records_in"] += sum(len(e[1]) for e in frame)
             grouper.add_entries(frame)
