@@ -112,23 +112,40 @@ def choose_split_size(total_bytes: int, memory_mb: int, concurrency: int) -> int
 
 
 def plan_map_tasks(objects: list[InputObject], split_size: int) -> list[dict[str, Any]]:
-    """Cut objects into splits of ``split_size`` bytes and pack them into tasks.
+    """Cut objects into splits of about ``split_size`` bytes and pack them into tasks.
 
-    A big object becomes several splits (record boundaries are fixed up by the readers); many
-    small objects share one task, up to ``split_size`` bytes or MAX_SPLITS_PER_TASK splits.
-    Empty objects hold no records and get no split.
+    A big object becomes several equal splits (record boundaries are fixed up by the readers); a
+    tail shorter than an eighth of a split is spread over the others instead of becoming a task
+    of its own, so a split may be up to 1/8 over ``split_size``. Many small objects share one
+    task, up to ``split_size`` bytes or MAX_SPLITS_PER_TASK splits; a split that would take a
+    task past ``split_size`` starts the next one, so no task holds much more than a split's
+    bytes (tasks of equal size are what fill every wave). Empty objects get no split.
     """
     tasks: list[list[list[Any]]] = []
     current: list[list[Any]] = []
     current_bytes = 0
     for obj in objects:
-        for start in range(0, obj.size, split_size):
-            end = min(obj.size, start + split_size)
+        for start, end in _cuts(obj.size, split_size):
+            size = end - start
+            if current and current_bytes + size > split_size:
+                tasks.append(current)
+                current, current_bytes = [], 0
             current.append([obj.root, obj.key, start, end])
-            current_bytes += end - start
+            current_bytes += size
             if current_bytes >= split_size or len(current) >= MAX_SPLITS_PER_TASK:
                 tasks.append(current)
                 current, current_bytes = [], 0
     if current:
         tasks.append(current)
     return [{"splits": splits, "bytes": sum(s[3] - s[2] for s in splits)} for splits in tasks]
+
+
+def _cuts(size: int, split_size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges cutting ``size`` bytes into equal pieces of about split_size."""
+    if size <= 0:
+        return []
+    n = -(-size // split_size)
+    if n > 1 and size - (n - 1) * split_size < split_size // 8:
+        n -= 1
+    step = -(-size // n)
+    return [(start, min(size, start + step)) for start in range(0, size, step)]

@@ -2,7 +2,7 @@
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from smr.formats import decode_lines, iter_blocks, read_blocks
-from smr.planner import InputObject, plan_map_tasks
+from smr.planner import MAX_SPLITS_PER_TASK, InputObject, choose_split_size, plan_map_tasks
 from smr.storage.local import LocalStore
 
 from helpers import text_lines
@@ -80,5 +80,22 @@ def test_plan_covers_every_byte_once(sizes, split):
             assert s == pos
             pos = e
         assert pos == o.size
-    # Small files share tasks: no task is smaller than a split unless it is the last.
-    assert all(t["bytes"] >= split for t in tasks[:-1])
+    # No task holds much more than a split: several splits fit in one, and a lone split is at
+    # most an eighth over (a sliver of a tail is spread over its object's other splits).
+    for t in tasks:
+        assert t["bytes"] <= split or (len(t["splits"]) == 1 and t["bytes"] <= split * 9 / 8 + 1)
+    # Small files share tasks: a task ends only when the next split would not fit in it.
+    for t, u in zip(tasks, tasks[1:]):
+        first = u["splits"][0]
+        assert (t["bytes"] + first[3] - first[2] > split
+                or len(t["splits"]) == MAX_SPLITS_PER_TASK)
+
+
+def test_big_files_become_equal_tasks_that_fill_every_wave():
+    # Files a few bytes over or under two splits each, as generated inputs are: every task
+    # must get one split's worth, none two and none a sliver.
+    sizes = [268435320, 268435455, 268435404, 268435417]
+    split = choose_split_size(sum(sizes), memory_mb=1024, concurrency=2)
+    tasks = plan_map_tasks([InputObject("/r", f"f{i}", n) for i, n in enumerate(sizes)], split)
+    assert len(tasks) == 8
+    assert max(t["bytes"] for t in tasks) / min(t["bytes"] for t in tasks) < 1.001
