@@ -25,7 +25,8 @@ class Step:
     """
 
     map: MapFn | None = None
-    combine: GroupFn | None = None
+    #: A combine function, or "sum": a key's values may be added up (see ``Job.COMBINE``).
+    combine: GroupFn | str | None = None
     reduce: GroupFn | None = None
     #: Reducer count for this step; None uses the job's setting.
     reducers: int | None = None
@@ -39,10 +40,10 @@ class Job:
                 for word in line.split():
                     yield word, 1
 
-            def combine(self, word, counts):
-                yield word, sum(counts)
+            COMBINE = "sum"  # or a combine(self, key, values) method
 
-            reduce = combine
+            def reduce(self, word, counts):
+                yield word, sum(counts)
 
     ``setup()`` and ``teardown()`` run once per task, around its records. Call
     ``self.increment_counter(group, name)`` anywhere in a task; the job summary adds them up.
@@ -54,6 +55,10 @@ class Job:
     #: Declare True when reduce is associative and commutative and yields the key it was given,
     #: so it can also run as a combiner and in a tree reduction.
     ASSOCIATIVE: bool = False
+    #: Declare "sum" instead of writing a combine method when a key's values may simply be added
+    #: up (counts, totals): the map task then keeps one running sum per key, which costs about
+    #: half of buffering every value for a combine method.
+    COMBINE: str | None = None
     #: While a map task runs: the URL of the input object the current record came from.
     input_url: str = ""
     #: Which reducer gets a key: "hash" (a stable hash) or "range" (boundaries sampled from the
@@ -99,9 +104,18 @@ class Job:
 
     def steps(self) -> list[Step]:
         """Override to chain several steps; the default is the one step map/combine/reduce."""
+        combine: GroupFn | str | None = self.combine if _overrides(self, "combine") else None
+        if self.COMBINE is not None:
+            if self.COMBINE != "sum":
+                raise ValueError(f"{type(self).__name__}.COMBINE is {self.COMBINE!r}; "
+                                 "the only declared combiner is 'sum'")
+            if combine is not None:
+                raise ValueError(f"{type(self).__name__} declares COMBINE = 'sum' and defines "
+                                 "combine(); keep one of them")
+            combine = "sum"
         return [Step(
             map=self.map if _overrides(self, "map") else None,
-            combine=self.combine if _overrides(self, "combine") else None,
+            combine=combine,
             reduce=self.reduce if _overrides(self, "reduce") else None,
         )]
 

@@ -160,12 +160,14 @@ class MapOutput:
     ``budget_bytes`` in all.
     """
 
-    def __init__(self, partitions: int, combine: GroupFn | None, budget_bytes: int,
+    def __init__(self, partitions: int, combine: GroupFn | str | None, budget_bytes: int,
                  partitioner: Callable[[Any, int], int] = hash_partition):
         self.partitions = partitions
-        self.combine = combine
+        # combine="sum": the buffer maps each key to the running sum of its values.
+        self.summing = combine == "sum"
+        self.combine: GroupFn | None = None if self.summing else combine  # type: ignore[assignment]
         self.partitioner = partitioner
-        self.buffer: defaultdict[Any, list] = defaultdict(list)
+        self.buffer: Any = {} if self.summing else defaultdict(list)
         self.gauge = MemoryGauge(budget_bytes)
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._spool_size = max(1 << 16, budget_bytes // (2 * partitions))
@@ -175,10 +177,26 @@ class MapOutput:
         self.records_out = 0
 
     def add(self, key: Any, value: Any) -> None:
+        if self.summing:
+            self.add_to_sum(key, value)
+            return
         try:
             self.buffer[key].append(value)
         except TypeError:
             self.buffer[freeze(key)].append(value)
+
+    def add_to_sum(self, key: Any, value: Any) -> None:
+        """The careful path of a summing buffer: keys that need freezing, values that are not
+        numbers (which get an error that says so)."""
+        try:
+            hash(key)
+        except TypeError:
+            key = freeze(key)
+        try:
+            self.buffer[key] = self.buffer.get(key, 0) + value
+        except TypeError:
+            raise TypeError(f"COMBINE = 'sum' adds up values, but key {key!r:.60} got "
+                            f"{value!r:.60} ({type(value).__name__})") from None
 
     def check_memory(self) -> None:
         if not self.gauge.over():
@@ -220,10 +238,15 @@ class MapOutput:
         by_part: list[list] = [[] for _ in range(self.partitions)]
         part = self.partitioner
         n = self.partitions
-        for key, values in self.buffer.items():
-            by_part[part(key, n) if n > 1 else 0].append([key, values])
-            self.records_out += len(values)
-        self.buffer = defaultdict(list)
+        if self.summing:
+            for key, total in self.buffer.items():
+                by_part[part(key, n) if n > 1 else 0].append([key, [total]])
+            self.records_out += len(self.buffer)
+        else:
+            for key, values in self.buffer.items():
+                by_part[part(key, n) if n > 1 else 0].append([key, values])
+                self.records_out += len(values)
+        self.buffer = {} if self.summing else defaultdict(list)
         for p, entries in enumerate(by_part):
             if entries:
                 f = self._files.get(p)

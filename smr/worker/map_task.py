@@ -129,6 +129,9 @@ def _map_block(tc: TaskContext, url: str, block: Block, mapper: Callable, out: M
 def _map_records(records: Iterator, mapper: Callable, out: MapOutput) -> None:
     # The hot loop: every input record passes through here, so it avoids attribute lookups
     # and function calls beyond the user's own map.
+    if out.summing:
+        _sum_records(records, mapper, out)
+        return
     buffer = out.buffer
     n = 0
     for record in records:
@@ -142,6 +145,25 @@ def _map_records(records: Iterator, mapper: Callable, out: MapOutput) -> None:
             n = 0
             out.check_memory()
             buffer = out.buffer
+
+
+def _sum_records(records: Iterator, mapper: Callable, out: MapOutput) -> None:
+    # The hot loop of COMBINE = "sum": one running sum per key instead of a list of values.
+    buffer = out.buffer
+    get = buffer.get
+    n = 0
+    for record in records:
+        for k, v in mapper(record):
+            try:
+                buffer[k] = get(k, 0) + v
+            except TypeError:
+                out.add_to_sum(k, v)
+        n += 1
+        if n >= CHECK_EVERY:
+            n = 0
+            out.check_memory()
+            buffer = out.buffer
+            get = buffer.get
 
 
 def _map_pairs(tc: TaskContext, key: str, mapper: Callable, out: MapOutput) -> None:
