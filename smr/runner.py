@@ -22,11 +22,11 @@ ignored. Attempts still running when the phase ends are cancelled or left to los
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import statistics
 import time
 import uuid
-import queue
 from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
