@@ -15,8 +15,10 @@ import functools
 import heapq
 import os
 import tempfile
+import threading
 import zlib
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import msgpack
@@ -72,8 +74,21 @@ def freeze(key: Any) -> Any:
     return key
 
 
+_packers = threading.local()
+
+
 def hash_partition(key: Any, partitions: int) -> int:
-    return zlib.crc32(packb(key)) % partitions
+    # One msgpack Packer per thread: making one per call (what msgpack.packb does) cost more
+    # than the rest of partitioning a key. The bytes, and so the partition, are packb's.
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(default=_default, use_bin_type=True)
+    try:
+        data = packer.pack(key)
+    except BaseException:
+        packer.reset()
+        raise
+    return zlib.crc32(data) % partitions
 
 
 _RANKS = {type(None): 0, bool: 1, int: 2, float: 2, str: 3, bytes: 4}
@@ -291,6 +306,8 @@ class Grouper:
         # Resident size alone misses growth into memory that a spill freed but Python kept, so
         # the grouper also keeps a rough count of what it holds and spills on either signal.
         self.estimate = 0
+        #: The one natural type (str, bytes, int) of every spilled key; False once they mix.
+        self.natural_type: Any = None
 
     def add_entries(self, entries: list) -> None:
         buf = self.buffer
@@ -307,9 +324,22 @@ class Grouper:
         if self.estimate > self.budget or self.gauge.over():
             self._spill()
 
+    def _note_key_types(self) -> None:
+        # Runs merge in the keys' own order when every key spilled so far is of one of str,
+        # bytes or int (sorted_keys' fast path), and through order_key otherwise.
+        types = {type(k) for k in self.buffer}
+        if len(types) == 1 and next(iter(types)) in _NATURAL:
+            t = next(iter(types))
+            if self.natural_type is not False and self.natural_type in (None, t):
+                self.natural_type = t
+                return
+        if types:
+            self.natural_type = False
+
     def _spill(self) -> None:
         if self._tmp is None:
             self._tmp = make_tmpdir("smr-runs-")
+        self._note_key_types()
         path = os.path.join(self._tmp.name, f"run-{len(self.runs)}")
         entries = [[k, self.buffer[k]] for k in sorted_keys(self.buffer)]
         with open(path, "wb") as f:
@@ -326,6 +356,10 @@ class Grouper:
             for k in sorted_keys(buf):
                 yield k, buf[k]
             return
+        self._note_key_types()
+        if self.natural_type:
+            yield from self._merge_natural()
+            return
         mem = ((order_key(k), k, self.buffer[k]) for k in sorted_keys(self.buffer))
         streams = [self._read_run(p) for p in self.runs] + [mem]
         current_ok, current_key, current_vals = None, None, None
@@ -338,6 +372,28 @@ class Grouper:
             current_ok, current_key, current_vals = ok, key, list(values)
         if current_vals is not None:
             yield current_key, current_vals
+
+    def _merge_natural(self) -> Iterator[tuple[Any, list]]:
+        """The merge when all keys are of one natural type: compared as they are, in C."""
+        buf = self.buffer
+        mem = ((k, buf[k]) for k in sorted_keys(buf))
+        streams = [self._read_run_entries(p) for p in self.runs] + [mem]
+        current_key, current_vals = None, None
+        for key, values in heapq.merge(*streams, key=itemgetter(0)):
+            if current_vals is not None and key == current_key:
+                current_vals.extend(values)
+                continue
+            if current_vals is not None:
+                yield current_key, current_vals
+            current_key, current_vals = key, list(values)
+        if current_vals is not None:
+            yield current_key, current_vals
+
+    def _read_run_entries(self, path: str) -> Iterator[tuple[Any, list]]:
+        with open(path, "rb") as f:
+            for frame in iter_frames(f):
+                for key, values in frame:
+                    yield key, values
 
     def _read_run(self, path: str) -> Iterator[tuple[tuple, Any, list]]:
         with open(path, "rb") as f:

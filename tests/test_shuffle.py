@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, strategies as st
 
 import smr
 from smr.driver import run_job
@@ -98,3 +99,45 @@ def test_map_only_style_job_keeps_every_pair(tmp_path, corpus, platform_name):
     expected = [(w, len(w)) for p in input_files(corpus) for ln in text_lines(p.read_bytes())
                 for w in ln.split()]
     assert sorted(got) == sorted(expected)
+
+
+@pytest.mark.parametrize("make_key", [
+    lambda i: f"k{i % 500}",                 # all str: merged in the keys' own order
+    lambda i: i % 500 - 250,                 # all int, negatives too
+    lambda i: [f"k{i % 5}", i % 100] if i % 3 else i % 100,   # lists and ints: order_key
+    lambda i: f"s{i % 50}" if i % 2 else (i % 50 if i % 4 == 1 else b"b%d" % (i % 50)),
+], ids=["str", "int", "list-int", "mixed"])
+def test_grouper_merges_spilled_runs_in_key_order(make_key):
+    from smr.shuffle import freeze, order_key
+    g = Grouper(budget_bytes=1)
+    expected: dict = {}
+    for i in range(12):
+        entries = [[make_key(i * 331 + j), [j]] for j in range(800)]
+        for k, v in entries:
+            expected.setdefault(freeze(k), []).extend(v)
+        g.add_entries(entries)
+    g.add_entries([[make_key(7), [-1]]])  # one more key left in memory, not spilled
+    expected[freeze(make_key(7))].append(-1)
+    assert len(g.runs) >= 2
+    groups = [(freeze(k), v) for k, v in g.groups()]
+    g.close()
+    assert [k for k, _ in groups] == sorted(expected, key=order_key)
+    assert {k: sorted(v) for k, v in groups} == {k: sorted(v) for k, v in expected.items()}
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                    | st.text() | st.binary(), lambda inner: st.lists(inner, max_size=3),
+                    max_leaves=6),
+       st.integers(1, 64))
+def test_hash_partition_is_crc32_of_packb(key, n):
+    import zlib
+    from smr.shuffle import hash_partition, packb
+    assert hash_partition(key, n) == zlib.crc32(packb(key)) % n
+
+
+def test_hash_partition_recovers_after_a_key_it_cannot_pack():
+    import zlib
+    from smr.shuffle import SerializationError, hash_partition, packb
+    with pytest.raises(SerializationError):
+        hash_partition(["ok", {1, 2}], 4)
+    assert hash_partition("after", 97) == zlib.crc32(packb("after")) % 97
