@@ -125,7 +125,7 @@ def test_grouper_merges_spilled_runs_in_key_order(make_key):
     assert {k: sorted(v) for k, v in groups} == {k: sorted(v) for k, v in expected.items()}
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+@given(st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False)
                     | st.text() | st.binary(), lambda inner: st.lists(inner, max_size=3),
                     max_leaves=6),
        st.integers(1, 64))

@@ -7,6 +7,7 @@ nothing leaks between jobs.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import pickle
@@ -59,6 +60,8 @@ class WarmState:
         self._jobs: dict[tuple[str, str], LoadedJob] = {}
         self._served_pid: int | None = None
         self.runs = RunRecorder()
+        self._tasks_running = 0
+        self._gc_saved: tuple[int, ...] | None = None
 
     def first_invocation(self) -> bool:
         """True for the first call in this process: a cold start, where no host says so."""
@@ -89,6 +92,22 @@ class WarmState:
             with self._lock:
                 self._jobs[key] = loaded
         return loaded
+
+    def task_started(self, gc_thresholds: tuple[int, int, int]) -> None:
+        """gc thresholds are the process's: the first of concurrent tasks (threads on the inline
+        platform) sets them, and the last to finish gives the old ones back."""
+        with self._lock:
+            if self._tasks_running == 0:
+                self._gc_saved = gc.get_threshold()
+                gc.set_threshold(*gc_thresholds)
+            self._tasks_running += 1
+
+    def task_finished(self) -> None:
+        with self._lock:
+            self._tasks_running -= 1
+            if self._tasks_running == 0 and self._gc_saved is not None:
+                gc.set_threshold(*self._gc_saved)
+                self._gc_saved = None
 
     def all_requests(self) -> dict[str, int]:
         total: dict[str, int] = {}
