@@ -116,10 +116,10 @@ def plan_map_tasks(objects: list[InputObject], split_size: int) -> list[dict[str
 
     A big object becomes several equal splits (record boundaries are fixed up by the readers); a
     tail shorter than an eighth of a split is spread over the others instead of becoming a task
-    of its own, so a split may be up to 1/8 over ``split_size``. Many small objects share one
-    task, up to ``split_size`` bytes or MAX_SPLITS_PER_TASK splits; a split that would take a
-    task past ``split_size`` starts the next one, so no task holds much more than a split's
-    bytes (tasks of equal size are what fill every wave). Empty objects get no split.
+    of its own. Many small objects share one task, until it holds ``split_size`` bytes or
+    MAX_SPLITS_PER_TASK splits; a split that would take a task more than an eighth past
+    ``split_size`` starts the next one. So no task holds more than 9/8 of a split (tasks of
+    equal size are what fill every wave). Empty objects get no split.
     """
     tasks: list[list[list[Any]]] = []
     current: list[list[Any]] = []
@@ -127,7 +127,7 @@ def plan_map_tasks(objects: list[InputObject], split_size: int) -> list[dict[str
     for obj in objects:
         for start, end in _cuts(obj.size, split_size):
             size = end - start
-            if current and current_bytes + size > split_size:
+            if current and current_bytes + size > split_size + split_size // 8:
                 tasks.append(current)
                 current, current_bytes = [], 0
             current.append([obj.root, obj.key, start, end])
