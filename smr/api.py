@@ -56,8 +56,8 @@ class Job:
     #: so it can also run as a combiner and in a tree reduction.
     ASSOCIATIVE: bool = False
     #: Declare "sum" instead of writing a combine method when a key's values may simply be added
-    #: up (counts, totals): the map task then keeps one running sum per key, which costs about
-    #: half of buffering every value for a combine method.
+    #: up (counts, totals): the map task then keeps one running sum per key, which took about
+    #: two thirds of the time of buffering every value for a combine method (word count).
     COMBINE: str | None = None
     #: While a map task runs: the URL of the input object the current record came from.
     input_url: str = ""
