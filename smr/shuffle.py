@@ -356,14 +356,15 @@ class Grouper:
             for k in sorted_keys(buf):
                 yield k, buf[k]
             return
+        # Merge entries tagged with what they sort by: the key itself when every key is of one
+        # natural type (compared in C), else its order_key.
         self._note_key_types()
-        if self.natural_type:
-            yield from self._merge_natural()
-            return
-        mem = ((order_key(k), k, self.buffer[k]) for k in sorted_keys(self.buffer))
-        streams = [self._read_run(p) for p in self.runs] + [mem]
+        natural = bool(self.natural_type)
+        buf = self.buffer
+        mem = ((k if natural else order_key(k), k, buf[k]) for k in sorted_keys(buf))
+        streams = [self._read_run(p, natural) for p in self.runs] + [mem]
         current_ok, current_key, current_vals = None, None, None
-        for ok, key, values in heapq.merge(*streams, key=lambda t: t[0]):
+        for ok, key, values in heapq.merge(*streams, key=itemgetter(0)):
             if current_vals is not None and ok == current_ok and key == current_key:
                 current_vals.extend(values)
                 continue
@@ -373,34 +374,15 @@ class Grouper:
         if current_vals is not None:
             yield current_key, current_vals
 
-    def _merge_natural(self) -> Iterator[tuple[Any, list]]:
-        """The merge when all keys are of one natural type: compared as they are, in C."""
-        buf = self.buffer
-        mem = ((k, buf[k]) for k in sorted_keys(buf))
-        streams = [self._read_run_entries(p) for p in self.runs] + [mem]
-        current_key, current_vals = None, None
-        for key, values in heapq.merge(*streams, key=itemgetter(0)):
-            if current_vals is not None and key == current_key:
-                current_vals.extend(values)
-                continue
-            if current_vals is not None:
-                yield current_key, current_vals
-            current_key, current_vals = key, list(values)
-        if current_vals is not None:
-            yield current_key, current_vals
-
-    def _read_run_entries(self, path: str) -> Iterator[tuple[Any, list]]:
+    def _read_run(self, path: str, natural: bool) -> Iterator[tuple[Any, Any, list]]:
         with open(path, "rb") as f:
             for frame in iter_frames(f):
                 for key, values in frame:
-                    yield key, values
-
-    def _read_run(self, path: str) -> Iterator[tuple[tuple, Any, list]]:
-        with open(path, "rb") as f:
-            for frame in iter_frames(f):
-                for key, values in frame:
-                    key = freeze(key)
-                    yield order_key(key), key, values
+                    if natural:
+                        yield key, key, values
+                    else:
+                        key = freeze(key)
+                        yield order_key(key), key, values
 
     def close(self) -> None:
         if self._tmp is not None:
