@@ -182,7 +182,7 @@ class MapOutput:
         self.summing = combine == "sum"
         self.combine: GroupFn | None = None if self.summing else combine  # type: ignore[assignment]
         self.partitioner = partitioner
-        self.buffer: Any = {} if self.summing else defaultdict(list)
+        self.buffer: Any = self._empty_buffer()
         self.gauge = MemoryGauge(budget_bytes)
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._spool_size = max(1 << 16, budget_bytes // (2 * partitions))
@@ -190,6 +190,9 @@ class MapOutput:
         self._combined = False
         self.spills = 0
         self.records_out = 0
+
+    def _empty_buffer(self) -> Any:
+        return {} if self.summing else defaultdict(list)
 
     def add(self, key: Any, value: Any) -> None:
         if self.summing:
@@ -261,7 +264,7 @@ class MapOutput:
             for key, values in self.buffer.items():
                 by_part[part(key, n) if n > 1 else 0].append([key, values])
                 self.records_out += len(values)
-        self.buffer = {} if self.summing else defaultdict(list)
+        self.buffer = self._empty_buffer()
         for p, entries in enumerate(by_part):
             if entries:
                 f = self._files.get(p)
