@@ -3,7 +3,7 @@ import gc
 
 import smr
 from smr.driver import run_job
-from smr.worker.task import TASK_GC_THRESHOLDS
+from smr.worker.runtime import TASK_GC_THRESHOLDS
 
 from helpers import read_output
 

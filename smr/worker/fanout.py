@@ -35,11 +35,11 @@ def tree_children(n: int, size: int) -> list[int]:
 def run_task(event: dict[str, Any], context: Any) -> Any:
     work = WARM.store(event["work"], event.get("store_options"))
     check_job_id(event["job_id"])
-    token = WARM.runs.started(work, event)
+    token = WARM.task_started(work, event)
     try:
         return _run_task(work, event, context)
     finally:
-        WARM.runs.finished(token)
+        WARM.task_finished(token)
 
 
 def _run_task(work: Any, event: dict[str, Any], context: Any) -> Any:

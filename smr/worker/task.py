@@ -20,8 +20,6 @@ log = logging.getLogger(__name__)
 
 #: Share of the function's memory that buffers may use, as in the reference architecture.
 DATA_SHARE = 0.6
-#: gc thresholds while a task runs (Python's defaults: 700, 10, 10).
-TASK_GC_THRESHOLDS = (100_000, 50, 100)
 
 
 class TaskContext:
@@ -57,14 +55,9 @@ class TaskContext:
                                         "bad_records": 0}
 
     def __enter__(self) -> "TaskContext":
-        # A task holds millions of small lists and tuples (buffered values, grouped entries);
-        # with the default thresholds the cyclic GC rescans them over and over, which measured
-        # as half of a reduce task's time. Rarer collections still collect every cycle.
-        WARM.task_started(TASK_GC_THRESHOLDS)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        WARM.task_finished()
         if self._bad is not None:
             self._bad.close()
 
